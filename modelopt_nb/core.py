@@ -7,7 +7,7 @@ __all__ = ['DATASETS', 'PROGRESS_AFTER', 'default_device', 'check_X', 'check_X_y
            'predict_proba', 'predict', 'accuracy', 'log_loss', 'effective_parameters', 'count_params', 'model_size',
            'macs', 'latency', 'TorchClassifier']
 
-# %% ../nbs/00_core.ipynb #bd4885fb
+# %% ../nbs/00_core.ipynb #2012486f
 import io
 import os
 import pickle
@@ -19,7 +19,7 @@ from functools import lru_cache
 from numbers import Integral, Real
 from typing import Callable
 
-# %% ../nbs/00_core.ipynb #b2378e38
+# %% ../nbs/00_core.ipynb #b18e40cb
 import numpy as np
 import torch
 from torch import nn
@@ -32,14 +32,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.std import tqdm
 
-# %% ../nbs/00_core.ipynb #2af64b53
+# %% ../nbs/00_core.ipynb #fa89e338
 def default_device() -> torch.device:
     "The device models train on: `$MODELOPT_NB_DEVICE` if set, else CUDA when present, else the CPU."
     name = os.environ.get("MODELOPT_NB_DEVICE")
     if name: return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-# %% ../nbs/00_core.ipynb #92b332cc
+# %% ../nbs/00_core.ipynb #48b6a8ac
 def check_X(X, name: str = "X") -> np.ndarray:
     "`X` as a finite, non-empty 2-D float32 array; otherwise a `ValueError`/`TypeError` naming `name`."
     if isinstance(X, torch.Tensor): X = X.detach().cpu().numpy()
@@ -53,7 +53,7 @@ def check_X(X, name: str = "X") -> np.ndarray:
         raise ValueError(f"`{name}` contains NaN or infinity in {bad} of {arr.shape[0]} rows")
     return arr
 
-# %% ../nbs/00_core.ipynb #43c01185
+# %% ../nbs/00_core.ipynb #f318f605
 def check_X_y(X, y) -> tuple[np.ndarray, np.ndarray]:
     "`X` (float32, 2-D) and `y` (int64 class indices, 1-D) of the same length; otherwise an error naming the argument."
     X = check_X(X)
@@ -65,7 +65,7 @@ def check_X_y(X, y) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"`y` must hold class indices 0..n_classes-1 (non-negative integers), got dtype {y.dtype}")
     return X, y.astype(np.int64)
 
-# %% ../nbs/00_core.ipynb #8b1ed015
+# %% ../nbs/00_core.ipynb #53585857
 @dataclass
 class Dataset:
     "A stratified train/test split of a classification data set, as numpy arrays for torch and scikit-learn."
@@ -86,7 +86,7 @@ class Dataset:
         return (f"Dataset({self.name!r}: {len(self.X_train)} train / {len(self.X_test)} test, "
                 f"{self.n_features} features, {self.n_classes} classes{image})")
 
-# %% ../nbs/00_core.ipynb #e7a224af
+# %% ../nbs/00_core.ipynb #babd5f64
 DATASETS = ("digits", "mnist", "breast_cancer", "wine")
 
 @lru_cache(maxsize=1)
@@ -108,7 +108,7 @@ def _raw(name: str):
     data = {"breast_cancer": load_breast_cancer, "wine": load_wine}[name]()
     return data.data, data.target, None, [str(t) for t in data.target_names], None
 
-# %% ../nbs/00_core.ipynb #0b29e336
+# %% ../nbs/00_core.ipynb #8bdc4da6
 def load_dataset(name: str = "digits", *, test_size: float = 0.25, seed: int = 0) -> Dataset:
     "A stratified, seeded train/test split of a bundled data set: pixels scaled to [0, 1], tabular features standardised."
     if name not in DATASETS: raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
@@ -124,7 +124,7 @@ def load_dataset(name: str = "digits", *, test_size: float = 0.25, seed: int = 0
     return Dataset(name, as_x(X_train), as_x(X_test), as_y(y_train), as_y(y_test),
                    int(len(np.unique(y))), image_shape, target_names)
 
-# %% ../nbs/00_core.ipynb #50f2a1be
+# %% ../nbs/00_core.ipynb #2eab0991
 def _seeded(seed: int | None, build: Callable):
     "Call `build()` with torch's CPU RNG seeded by `seed` (global state restored after), or as is when `seed` is None."
     if seed is None: return build()
@@ -132,7 +132,7 @@ def _seeded(seed: int | None, build: Callable):
         torch.manual_seed(seed)
         return build()
 
-# %% ../nbs/00_core.ipynb #ece371d5
+# %% ../nbs/00_core.ipynb #7d7a6078
 def mlp(sizes: list[int], dropout: float = 0.0, *, seed: int | None = None) -> nn.Sequential:
     "A multilayer perceptron `sizes[0] -> ... -> sizes[-1]`, ReLU (and optional dropout) between layers; returns logits."
     if len(sizes) < 2 or any(not isinstance(s, Integral) or s < 1 for s in sizes):
@@ -146,7 +146,7 @@ def mlp(sizes: list[int], dropout: float = 0.0, *, seed: int | None = None) -> n
         return nn.Sequential(*layers)
     return _seeded(seed, build)
 
-# %% ../nbs/00_core.ipynb #b01d335b
+# %% ../nbs/00_core.ipynb #ac6805ae
 def cnn(image_shape: tuple[int, int], n_classes: int, channels: tuple[int, int] = (8, 16), *,
         batchnorm: bool = False, seed: int | None = None) -> nn.Sequential:
     "Two conv blocks (3×3 conv -> [BatchNorm] -> ReLU -> 2×2 max-pool) and a Linear layer, on flat features."
@@ -161,7 +161,7 @@ def cnn(image_shape: tuple[int, int], n_classes: int, channels: tuple[int, int] 
         nn.Unflatten(1, (1, height, width)), *block(1, c1), *block(c1, c2),
         nn.Flatten(), nn.Linear(c2 * (height // 4) * (width // 4), n_classes)))
 
-# %% ../nbs/00_core.ipynb #c1b86498
+# %% ../nbs/00_core.ipynb #0076dbf1
 def _check_positive_int(name: str, value) -> None:
     if not isinstance(value, Integral) or value < 1: raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
 
@@ -176,7 +176,7 @@ def _progress_wanted(progress: bool | None) -> bool:
     try: return get_ipython().__class__.__name__ == "ZMQInteractiveShell"  # noqa: F821 (exists inside IPython)
     except NameError: return sys.stderr.isatty()
 
-# %% ../nbs/00_core.ipynb #5e09a994
+# %% ../nbs/00_core.ipynb #27d8eb03
 PROGRESS_AFTER = 3.0  # seconds: shorter runs never show a bar
 
 class _EpochBar:
@@ -195,7 +195,7 @@ class _EpochBar:
     def close(self):
         if self.bar is not None: self.bar.close()
 
-# %% ../nbs/00_core.ipynb #b79e7106
+# %% ../nbs/00_core.ipynb #d9081df2
 def _train_epoch(model: nn.Module, optimizer, loss_fn: Callable, X: torch.Tensor, y: torch.Tensor,
                  batch_size: int, generator: torch.Generator) -> float:
     "One pass over `X` in a seeded random order; returns the mean training loss."
@@ -212,7 +212,7 @@ def _train_epoch(model: nn.Module, optimizer, loss_fn: Callable, X: torch.Tensor
 def _cross_entropy(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(model(xb), yb)
 
-# %% ../nbs/00_core.ipynb #24851e7b
+# %% ../nbs/00_core.ipynb #c1de7e83
 def fit(model: nn.Module, # the network to train, in place; it must return logits
         X, y, # training features `(n, n_features)` and class indices `(n,)`
         *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 64,
@@ -245,7 +245,7 @@ def fit(model: nn.Module, # the network to train, in place; it must return logit
     bar.close()
     return model.eval()
 
-# %% ../nbs/00_core.ipynb #5d26389b
+# %% ../nbs/00_core.ipynb #9ee000b8
 def _is_torch(model) -> bool: return isinstance(model, nn.Module)
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -260,7 +260,7 @@ def _check_estimator_can(model, method: str = "predict_proba") -> None:
                         f"or a fitted classifier with `{method}`")
     check_is_fitted(model)
 
-# %% ../nbs/00_core.ipynb #aac1d55f
+# %% ../nbs/00_core.ipynb #0633403e
 def predict_proba(model, # a torch module returning logits, or a fitted scikit-learn classifier
                   X, # features `(n, n_features)`
                   *, batch_size: int = 1024, # rows per forward pass for torch modules
@@ -279,7 +279,7 @@ def predict_proba(model, # a torch module returning logits, or a fitted scikit-l
     finally: model.train(was_training)
     return torch.cat(chunks).numpy()
 
-# %% ../nbs/00_core.ipynb #34c3f3a0
+# %% ../nbs/00_core.ipynb #e8cbf857
 def predict(model, X) -> np.ndarray:
     "Predicted labels: the estimator's own `predict` for scikit-learn models, the argmax of the logits for torch modules."
     if not _is_torch(model):
@@ -293,7 +293,7 @@ def _check_same_length(X, y) -> np.ndarray:
     if len(X) != len(y): raise ValueError(f"`X` and `y` differ in length: X has {len(X)} rows, y has {len(y)} labels")
     return y
 
-# %% ../nbs/00_core.ipynb #e9e60ee1
+# %% ../nbs/00_core.ipynb #c5140eed
 def accuracy(model, X, y) -> float:
     "Fraction of rows of `X` whose predicted label equals `y`."
     y = _check_same_length(X, y)
@@ -308,7 +308,7 @@ def log_loss(model, X, y) -> float:
     if (classes[column] != y).any(): raise ValueError(f"`y` holds labels outside the model's classes {classes.tolist()}")
     return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), column], 1e-15, 1.0))))
 
-# %% ../nbs/00_core.ipynb #7829d4ef
+# %% ../nbs/00_core.ipynb #fef73cb0
 def effective_parameters(model: nn.Module):
     "`(name, tensor)` for every parameter as the forward pass uses it: a pruned `weight_orig` is reported as the masked `weight`."
     for module_name, module in model.named_modules():
@@ -317,9 +317,10 @@ def effective_parameters(model: nn.Module):
             tensor = getattr(module, base) if base != name and hasattr(module, base) else param
             yield (f"{module_name}.{base}" if module_name else base), tensor
 
-# %% ../nbs/00_core.ipynb #6448e08a
+# %% ../nbs/00_core.ipynb #68ffe7e2
 def _sklearn_arrays(model) -> list:
-    "The learned arrays of a fitted scikit-learn model (linear, MLP, tree, ensemble, pipeline, TorchClassifier)."
+    "The learned arrays of a fitted model: torch module, TorchClassifier, linear, MLP, tree, ensemble or pipeline."
+    if _is_torch(model): return [t.detach() for _, t in effective_parameters(model)]  # e.g. a torch ensemble member
     if hasattr(model, "module_"): return [t.detach() for _, t in effective_parameters(model.module_)]
     if hasattr(model, "steps"):
         return [a for _, step in model.steps if step not in (None, "passthrough") for a in _sklearn_arrays(step)]
@@ -331,7 +332,7 @@ def _sklearn_arrays(model) -> list:
     if hasattr(model, "final_estimator_"): arrays += _sklearn_arrays(model.final_estimator_)
     return arrays
 
-# %% ../nbs/00_core.ipynb #6f9fdef2
+# %% ../nbs/00_core.ipynb #6de81379
 def count_params(model, nonzero: bool = False) -> int:
     "Learned parameters of a torch module or fitted scikit-learn model; only the nonzero ones if `nonzero`."
     if _is_torch(model): tensors = [t.detach() for _, t in effective_parameters(model)]
@@ -349,7 +350,7 @@ def model_size(model) -> int:
     else: pickle.dump(model, buffer, protocol=pickle.HIGHEST_PROTOCOL)
     return buffer.getbuffer().nbytes
 
-# %% ../nbs/00_core.ipynb #9d6e3031
+# %% ../nbs/00_core.ipynb #0314fd8a
 def macs(model: nn.Module, input_shape: tuple, nonzero: bool = False) -> int:
     "Multiply-accumulates of one forward pass on one sample through Linear/Conv layers (nonzero weights only if `nonzero`)."
     if not _is_torch(model): raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
@@ -369,7 +370,7 @@ def macs(model: nn.Module, input_shape: tuple, nonzero: bool = False) -> int:
         model.train(was_training)
     return total[0]
 
-# %% ../nbs/00_core.ipynb #d6ffd708
+# %% ../nbs/00_core.ipynb #506152a6
 class _fixed_threads:
     "Context manager: torch's intra-op threads and BLAS/OpenMP pools limited to `n` (None: unchanged), restored after."
     def __init__(self, n: int | None): self.n, self.old = n, torch.get_num_threads()
@@ -383,7 +384,7 @@ class _fixed_threads:
         self.limits.restore_original_limits()
         torch.set_num_threads(self.old)
 
-# %% ../nbs/00_core.ipynb #400ead57
+# %% ../nbs/00_core.ipynb #ff5e8790
 def _predict_fn(model, X) -> Callable:
     "A zero-argument callable that predicts the batch `X` once (synchronising CUDA so the time is real)."
     if not _is_torch(model):
@@ -398,7 +399,7 @@ def _predict_fn(model, X) -> Callable:
         sync()
     return run
 
-# %% ../nbs/00_core.ipynb #6c76309a
+# %% ../nbs/00_core.ipynb #151889c6
 def latency(model, # torch module or fitted scikit-learn classifier
             X, # the batch to predict; its length is the batch size
             *, repeats: int = 20, # timed runs; the median is reported
@@ -421,7 +422,7 @@ def latency(model, # torch module or fitted scikit-learn classifier
         if _is_torch(model): model.train(was_training)
     return statistics.median(times)
 
-# %% ../nbs/00_core.ipynb #7c14ba5a
+# %% ../nbs/00_core.ipynb #b836adb2
 class TorchClassifier(ClassifierMixin, BaseEstimator):
     """A torch network as a scikit-learn classifier: `module_fn(n_features, n_classes)` builds it at `fit`.
 

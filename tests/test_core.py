@@ -175,3 +175,18 @@ def deeper_mlp(n_features, n_classes):
 @parametrize_with_checks([TorchClassifier(), TorchClassifier(deeper_mlp, epochs=30, seed=3)])
 def test_torch_classifier_passes_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_count_params_sums_ensemble_members_torch_and_sklearn():
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.ensemble import VotingClassifier
+
+    class Holder(ClassifierMixin, BaseEstimator):
+        "A fitted meta-estimator whose members are plain torch modules."
+        def fit(self, X, y):
+            self.estimators_ = [mlp([4, 3, 2], seed=0), mlp([4, 2], seed=1)]
+            return self
+
+    assert count_params(Holder().fit(X, y)) == (4 * 3 + 3 + 3 * 2 + 2) + (4 * 2 + 2)
+    vote = VotingClassifier([("net", TorchClassifier(epochs=1)), ("lr", LogisticRegression())]).fit(X, y)
+    assert count_params(vote) == (4 * 64 + 64 + 64 * 2 + 2) + (4 + 1)
