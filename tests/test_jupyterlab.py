@@ -10,7 +10,6 @@ import urllib.request
 from secrets import token_hex
 
 import pytest
-
 from conftest import NBS
 
 pytestmark = pytest.mark.browser
