@@ -9,8 +9,9 @@ from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
-from modelopt_nb.core import TorchClassifier, accuracy, cnn, fit, load_dataset, mlp
+from modelopt_nb.core import TorchClassifier, cnn, fit, load_dataset, mlp
 from modelopt_nb.distillation import distill, kd_loss, soft_targets, teacher_logits
+from modelopt_nb.measure import accuracy
 
 
 def by_hand(s, t, y, T, alpha):

@@ -65,6 +65,6 @@ def test_home_notebook_runs_in_jupyterlab(lab, browser):
     page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)", arg=prompt.element_handle(), timeout=300_000)
     output = dataset_cell.locator(".jp-OutputArea-output").first
     output.wait_for(timeout=60_000)
-    assert "Dataset('digits': 1347 train / 450 test, 64 features, 10 classes" in output.inner_text()
+    assert "Dataset('digits': 1,347 train / 450 test, 64 features, 10 classes" in output.inner_text()
     assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count()
     page.close()

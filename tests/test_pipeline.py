@@ -73,7 +73,7 @@ def test_structure_of_the_results(default_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--dataset", "cifar10"], "unknown dataset 'cifar10'; valid names: digits, mnist, breast_cancer, wine"),
+    (["--dataset", "cifar10"], "unknown dataset 'cifar10'; valid names: digits, mnist, fashion_mnist, breast_cancer, wine"),
     (["--out", "a_file.txt"], "is a file"),
     (["--seed", "abc"], "invalid int value"),
     (["--bogus"], "unrecognized arguments"),

@@ -12,7 +12,8 @@ from sklearn.tree import DecisionTreeClassifier
 from torch import nn
 from torch.nn.utils import prune
 
-from modelopt_nb.core import cnn, count_params, fit, load_dataset, macs, mlp
+from modelopt_nb.core import cnn, fit, load_dataset, mlp
+from modelopt_nb.measure import count_params, macs
 from modelopt_nb.pruning import (
     copy_model,
     layer_sparsity,
@@ -240,3 +241,13 @@ def test_sensitivity_scan_shape(digits):
     scan = sensitivity_scan(model, digits.X_test, digits.y_test, sparsities=(0.5, 0.9))
     assert list(scan.columns) == ["0", "2"] and list(scan.index) == [0.5, 0.9]
     assert ((scan >= 0) & (scan <= 1)).all().all()
+
+
+@pytest.mark.parametrize("make", [lambda: mlp([784, 300, 100, 10], seed=0), lambda: cnn((28, 28), 10, batchnorm=True, seed=0)])
+def test_prune_structured_keeps_every_tensor_on_the_models_device(make):
+    "Parameters on the meta device stand in for CUDA: every index the pruning builds must follow them there."
+    model = make().to("meta")
+    small = prune_structured(model, 0.5)
+    assert all(p.device.type == "meta" for p in small.parameters())
+    assert small(torch.zeros(2, 784, device="meta")).shape == (2, 10)
+    assert count_params(small) < count_params(make())
