@@ -8,7 +8,7 @@ __all__ = ['VERDICTS', 'GREATER_IS_BETTER', 'CONVS', 'accuracy', 'log_loss', 'wi
            'Comparison', 'compare', 'effective_parameters', 'count_params', 'model_size', 'macs', 'environment',
            'Timing', 'latency', 'latency_table', 'pareto_front']
 
-# %% ../nbs/01_measure.ipynb #d280dfac
+# %% ../nbs/01_measure.ipynb #dfc78922
 import io
 import math
 import os
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Callable, NamedTuple
 
-# %% ../nbs/01_measure.ipynb #b6cce88f
+# %% ../nbs/01_measure.ipynb #93afe1c5
 import numpy as np
 import pandas as pd
 import torch
@@ -34,7 +34,7 @@ from .core import (THREADS, check_estimator_can, check_positive_int, check_X,
                               fixed_threads, is_torch, model_device, predict, predict_proba,
                               progress_wanted)
 
-# %% ../nbs/01_measure.ipynb #233bf27f
+# %% ../nbs/01_measure.ipynb #2a16a6d6
 def _check_same_length(X, y) -> np.ndarray:
     y = np.asarray(y)
     if len(X) != len(y):
@@ -50,7 +50,7 @@ def accuracy(model, # a torch module returning logits, or a fitted classifier
     y = _check_same_length(X, y)
     return float(np.mean(predict(model, X) == y))
 
-# %% ../nbs/01_measure.ipynb #34b1a1bb
+# %% ../nbs/01_measure.ipynb #3ba5e13c
 def log_loss(model, # a torch module returning logits, or a fitted classifier
              X, # features `(n, n_features)`
              y, # true labels `(n,)`, among the model's classes
@@ -64,7 +64,7 @@ def log_loss(model, # a torch module returning logits, or a fitted classifier
         raise ValueError(f"`y` holds labels outside the model's classes {classes.tolist()}")
     return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), column], 1e-15, 1.0))))
 
-# %% ../nbs/01_measure.ipynb #ede07071
+# %% ../nbs/01_measure.ipynb #3e993c94
 def _check_level(level) -> float:
     if isinstance(level, bool) or not isinstance(level, Real) or not 0 < level < 1:
         raise ValueError(f"`level` must be a probability in (0, 1), got {level!r}")
@@ -82,7 +82,7 @@ def wilson_interval(k: int, # successes (test rows predicted right)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
-# %% ../nbs/01_measure.ipynb #86466227
+# %% ../nbs/01_measure.ipynb #069bd8f1
 def _check_predictions(**named) -> tuple[np.ndarray, ...]:
     "The named arrays as 1-D arrays of one common length; else a `ValueError` naming them."
     arrays = {name: np.asarray(a) for name, a in named.items()}
@@ -101,7 +101,7 @@ def accuracy_ci(y, # true labels `(n,)`
     y, pred = _check_predictions(y=y, pred=pred)
     return wilson_interval(int((y == pred).sum()), len(y), level)
 
-# %% ../nbs/01_measure.ipynb #b892000c
+# %% ../nbs/01_measure.ipynb #3ffd5648
 def discordant(y, # true labels `(n,)`
                pred_a, # model A's predicted labels `(n,)`
                pred_b, # model B's predicted labels `(n,)`
@@ -131,7 +131,7 @@ def mcnemar(y, # true labels `(n,)`
     if n == 0: return 1.0
     return min(1.0, 2 * binomial_tail(n, min(b, c)))
 
-# %% ../nbs/01_measure.ipynb #bfa9b082
+# %% ../nbs/01_measure.ipynb #8623c598
 def smallest_resolvable(n_test: int, # test images
                         discordant_rate: float, # share of images where exactly one model is right
                         alpha: float = 0.05, # significance level
@@ -142,7 +142,7 @@ def smallest_resolvable(n_test: int, # test images
         if 2 * binomial_tail(n, n - b) < alpha: return (2 * b - n) / n_test
     return math.inf
 
-# %% ../nbs/01_measure.ipynb #db9668cc
+# %% ../nbs/01_measure.ipynb #d62d9eed
 class PairedDifference(NamedTuple):
     "Mean of paired differences `a - b`, their sample sd (ddof=1) and the t-interval of the mean."
     mean: float
@@ -167,7 +167,7 @@ def paired_difference(a, # one score per run (seed) of method A
     half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1)) * sd / math.sqrt(len(d))
     return PairedDifference(mean, sd, mean - half, mean + half, len(d))
 
-# %% ../nbs/01_measure.ipynb #9c291978
+# %% ../nbs/01_measure.ipynb #14041641
 VERDICTS = ("better", "worse", "no resolved difference")
 
 def verdict(low: float, # lower end of the interval of a difference (method - baseline)
@@ -179,7 +179,7 @@ def verdict(low: float, # lower end of the interval of a difference (method - ba
         return "better" if (low > 0) == greater_is_better else "worse"
     return "no resolved difference"
 
-# %% ../nbs/01_measure.ipynb #706eea48
+# %% ../nbs/01_measure.ipynb #013b7a4d
 def _default_metrics() -> dict:
     return {"accuracy": lambda model, data: accuracy(model, data.X_test, data.y_test),
             "log_loss": lambda model, data: log_loss(model, data.X_test, data.y_test)}
@@ -195,7 +195,7 @@ def _run(name: str, method: Callable, data, seed: int, metrics: dict, threads: i
         scores = {key: float(score(model, data)) for key, score in metrics.items()}
     return {"method": name, "seed": seed, **scores, "train_s": seconds}
 
-# %% ../nbs/01_measure.ipynb #9524ae2c
+# %% ../nbs/01_measure.ipynb #83313733
 def _check_compare(methods, baseline, seeds, metric, metrics, greater_is_better) -> tuple:
     "Validated methods, seeds, metrics and direction for `compare`."
     if not isinstance(methods, dict) or not methods:
@@ -216,7 +216,7 @@ def _check_compare(methods, baseline, seeds, metric, metrics, greater_is_better)
         raise ValueError(f"`greater_is_better` must be given for the custom metric {metric!r}")
     return seeds, metrics, bool(greater_is_better)
 
-# %% ../nbs/01_measure.ipynb #b5feb197
+# %% ../nbs/01_measure.ipynb #552141c8
 def _summarise(runs: pd.DataFrame, names: list, baseline: str, metric: str, greater_is_better: bool,
                level: float) -> pd.DataFrame:
     "Per method: each metric's mean and sd, Δ `metric` vs `baseline`, its interval and verdict."
@@ -235,7 +235,7 @@ def _summarise(runs: pd.DataFrame, names: list, baseline: str, metric: str, grea
         rows[name] = row
     return pd.DataFrame(rows).T.rename_axis("method")
 
-# %% ../nbs/01_measure.ipynb #347dd574
+# %% ../nbs/01_measure.ipynb #d0855ce6
 @dataclass
 class Comparison:
     "What `compare` returns: every run, and a summary with each method's verdict."
@@ -263,7 +263,7 @@ class Comparison:
         shown = self.summary.drop(columns=["train_s", "train_s sd"])
         return head + shown.to_markdown(floatfmt=".4g")
 
-# %% ../nbs/01_measure.ipynb #a8fa06a6
+# %% ../nbs/01_measure.ipynb #776244f3
 def compare(methods: dict, # `{name: f(data, seed) -> fitted model}`
             data, # a `core.Dataset`; the metrics score on its test split
             *, seeds=range(5), # the seeds every method runs with (at least 2)
@@ -289,7 +289,7 @@ def compare(methods: dict, # `{name: f(data, seed) -> fitted model}`
     summary = _summarise(runs, list(methods), baseline, metric, greater, level)
     return Comparison(runs, summary, baseline, metric, seeds, level)
 
-# %% ../nbs/01_measure.ipynb #8e045985
+# %% ../nbs/01_measure.ipynb #d5d16a09
 def effective_parameters(model: nn.Module, # a torch module, pruned or not
                         ): # yields `(name, tensor)` pairs
     "Every parameter as the forward pass uses it: a pruned `weight_orig` as the masked `weight`."
@@ -302,7 +302,7 @@ def effective_parameters(model: nn.Module, # a torch module, pruned or not
         for name, buffer in module.named_buffers(recurse=False):
             if buffer is not None and buffer.layout != torch.strided: yield prefix + name, buffer
 
-# %% ../nbs/01_measure.ipynb #523f8196
+# %% ../nbs/01_measure.ipynb #b15972dc
 def _fitted_arrays(model) -> list:
     "The learned arrays of a fitted model: torch, linear, MLP, tree, ensemble, stack or pipeline."
     if is_torch(model): return [t.detach() for _, t in effective_parameters(model)]
@@ -319,7 +319,7 @@ def _fitted_arrays(model) -> list:
     if hasattr(model, "final_estimator_"): arrays += _fitted_arrays(model.final_estimator_)
     return arrays
 
-# %% ../nbs/01_measure.ipynb #a4985c96
+# %% ../nbs/01_measure.ipynb #50a7daf2
 def _count(tensor, nonzero: bool) -> int:
     if isinstance(tensor, torch.Tensor) and tensor.layout != torch.strided:
         return int((tensor.values() != 0).sum()) if nonzero else math.prod(tensor.shape)
@@ -337,7 +337,7 @@ def count_params(model, # a torch module or a fitted scikit-learn model
         raise TypeError(f"`model` ({type(model).__name__}) has no parameters count_params knows")
     return sum(_count(a, nonzero) for a in arrays)
 
-# %% ../nbs/01_measure.ipynb #e9e7d7e4
+# %% ../nbs/01_measure.ipynb #4a9be1a7
 def model_size(model, # a torch module, or any fitted model
               ) -> int: # bytes
     "Bytes of the saved model: `torch.save` of a module's `state_dict`, else a (cloud)pickle."
@@ -347,7 +347,7 @@ def model_size(model, # a torch module, or any fitted model
         return buffer.getbuffer().nbytes
     return len(cloudpickle.dumps(model))  # cloudpickle: a lambda `module_fn` pickles too
 
-# %% ../nbs/01_measure.ipynb #411acd54
+# %% ../nbs/01_measure.ipynb #fc24f488
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def macs(model: nn.Module, # a torch module
@@ -374,7 +374,7 @@ def macs(model: nn.Module, # a torch module
         model.train(was_training)
     return total[0]
 
-# %% ../nbs/01_measure.ipynb #4930144a
+# %% ../nbs/01_measure.ipynb #c69e3f21
 def environment(device=None, # the device timed on; default the CPU
                 threads: int | None = THREADS, # the thread count used; None: torch's current one
                ) -> dict: # device, threads, torch version, CPU model
@@ -389,7 +389,7 @@ def environment(device=None, # the device timed on; default the CPU
     return {"device": str(device), "threads": threads or torch.get_num_threads(),
             "torch": torch.__version__, "cpu": cpu}
 
-# %% ../nbs/01_measure.ipynb #224f14fa
+# %% ../nbs/01_measure.ipynb #b7ea8e54
 @dataclass(frozen=True)
 class Timing:
     "Seconds per call on one batch: median and quartiles of the timed repeats, and where they ran."
@@ -408,7 +408,7 @@ class Timing:
                 f"batch {self.batch_size}, {self.repeats} repeats, "
                 f"{self.environment.get('threads')} thread(s))")
 
-# %% ../nbs/01_measure.ipynb #b13703be
+# %% ../nbs/01_measure.ipynb #b4ed7854
 def _batch(X, batch_size: int | None) -> np.ndarray:
     "The first `batch_size` rows of `X` (all if None); an error if `X` has fewer rows."
     X = check_X(X)
@@ -430,7 +430,7 @@ def _check_counts(repeats, warmup) -> None:
     if isinstance(warmup, bool) or not isinstance(warmup, Integral) or warmup < 0:
         raise ValueError(f"`warmup` must be an integer >= 0, got {warmup!r}")
 
-# %% ../nbs/01_measure.ipynb #6873d89c
+# %% ../nbs/01_measure.ipynb #b005e018
 def _device_of(model):
     "The device a model predicts on: its parameters' for torch, the CPU otherwise."
     return model_device(model) if is_torch(model) else torch.device("cpu")
@@ -440,18 +440,18 @@ def _quartiles(times) -> tuple[float, float, float]:
     return float(median), float(q1), float(q3)
 
 def _interleaved(timers: list, repeats: int, warmup: int, threads) -> np.ndarray:
-    "`(repeats, len(timers))` seconds: each round calls every timer once, from a rotating start."
+    "`(repeats, len(timers))` seconds: each round calls every timer once, in a fresh random order."
     times = np.zeros((repeats, len(timers)))
+    order = np.random.default_rng(0)  # seeded: the same orders on every call
     with fixed_threads(threads):
         for r in range(warmup + repeats):
-            for k in range(len(timers)):
-                j = (r + k) % len(timers)
+            for j in order.permutation(len(timers)):
                 start = time.perf_counter()
                 timers[j]()
                 if r >= warmup: times[r - warmup, j] = time.perf_counter() - start
     return times
 
-# %% ../nbs/01_measure.ipynb #81312d1f
+# %% ../nbs/01_measure.ipynb #0d03828e
 def latency(model, # a torch module, fitted classifier, ensemble or stack
             X, # rows to predict; the batch is its first `batch_size` rows
             *, batch_size: int | None = None, # rows per call; None: all of `X`
@@ -465,7 +465,7 @@ def latency(model, # a torch module, fitted classifier, ensemble or stack
     times = _interleaved([_timer(model, X)], repeats, warmup, threads)[:, 0]
     return Timing(*_quartiles(times), len(X), repeats, environment(_device_of(model), threads))
 
-# %% ../nbs/01_measure.ipynb #8ad9c926
+# %% ../nbs/01_measure.ipynb #6cf96f76
 def latency_table(models: dict, # `{name: model}`; ratios are to the first
                   X, # rows to predict; the batch of size `b` is its first `b` rows
                   batch_sizes=(256, 1), # batch sizes to time
@@ -490,7 +490,7 @@ def latency_table(models: dict, # `{name: model}`; ratios are to the first
     table.attrs["environment"] = environment(_device_of(next(iter(models.values()))), threads)
     return table
 
-# %% ../nbs/01_measure.ipynb #97d936d6
+# %% ../nbs/01_measure.ipynb #b8e724b0
 def _intervals(values, name: str) -> np.ndarray:
     "`values` as an `(n, 2)` array of (low, high); plain numbers become zero-width intervals."
     a = np.asarray(values, dtype=np.float64)
