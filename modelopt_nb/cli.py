@@ -31,8 +31,8 @@ def check_out(out, # the folder to write the report into
     return path
 
 # %% ../nbs/07_cli.ipynb #dc690d27
-USAGE = ("usage: modelopt_nb_report [-h] [--dataset NAME] [--out DIR] [--seeds N] [--seed N] "
-         "[--force]")
+USAGE = ("usage: modelopt_nb_report [-h] [--dataset DATASET] [--out OUT] [--seeds SEEDS] "
+         "[--seed SEED] [--force]")  # as argparse prints it for `main`
 
 def _fail(message: str, status: int = 2):
     "Print the usage line and the error to stderr, then exit with `status`."

@@ -1,5 +1,7 @@
-"""The notebooks as a reader meets them in JupyterLab: start a real server on loopback, open the home notebook in
-headless Chromium, run its first cells and see their fresh output."""
+"""The notebooks as a reader meets them in JupyterLab: start a real server on loopback, open the
+home notebook in headless Chromium, run its first cells and see their fresh output. Every wait is
+on something the page shows (a cell becoming active, a prompt number, an output), never a fixed
+pause."""
 import json
 import shutil
 import socket
@@ -13,6 +15,7 @@ import pytest
 from conftest import NBS
 
 pytestmark = pytest.mark.browser
+LOADS_DATA = 'data = load_dataset("digits")'
 
 
 def free_port() -> int:
@@ -21,26 +24,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_answering(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    "Poll the server's status endpoint until it answers; fail early if the server exits."
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(f"jupyter lab exited: {server.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+    pytest.fail(f"jupyter lab did not answer within {seconds} s")
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    "A JupyterLab server on 127.0.0.1 serving a scratch copy of the notebooks (autosave cannot touch the repo)."
+    "JupyterLab on 127.0.0.1 serving a scratch copy of the home notebook (autosave can't touch it)."
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(NBS / "index.ipynb", root / "index.ipynb")
     port, token = free_port(), token_hex(16)
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+           "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+           f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):  # up to 60 s for the server to answer
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None: pytest.fail(f"jupyter lab exited: {server.stderr.read().decode()[-2000:]}")
-                time.sleep(0.5)
-        else: pytest.fail("jupyter lab did not answer within 60 s")
+        wait_until_answering(f"{url}/api/status?token={token}", server)
         yield url, token
     finally:
         server.terminate()
@@ -53,18 +64,25 @@ def test_home_notebook_runs_in_jupyterlab(lab, browser):
     page.goto(f"{url}/lab/tree/index.ipynb?token={token}")
     page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-    page.locator(".jp-CodeCell").first.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Escape")  # command mode: Shift+Enter runs the cell and selects the next
     cells = json.loads((NBS / "index.ipynb").read_text())["cells"]
-    target = next(i for i, c in enumerate(cells) if 'data = load_dataset("digits")' in "".join(c["source"]))
-    for _ in range(target + 1):  # every cell from the top through the one that loads the data
+    target = next(i for i, c in enumerate(cells) if LOADS_DATA in "".join(c["source"]))
+    page.locator(".jp-Notebook .jp-Cell").first.click()
+    page.keyboard.press("Escape")  # command mode: Shift+Enter runs the cell and selects the next
+    active = ".jp-Notebook .jp-Cell.jp-mod-active"
+    for index in range(target + 1):  # every cell from the top through the one that loads data
         page.keyboard.press("Shift+Enter")
-        page.wait_for_timeout(300)  # let JupyterLab move the selection before the next key
-    dataset_cell = page.locator(".jp-CodeCell", has_text='data = load_dataset("digits")')
+        page.wait_for_function(  # JupyterLab has moved the selection on: the next key is safe
+            "([sel, i]) => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-Cell')];"
+            " return cells.indexOf(document.querySelector(sel)) === i; }",
+            arg=[active, index + 1], timeout=60_000)
+    dataset_cell = page.locator(".jp-CodeCell", has_text=LOADS_DATA)
     prompt = dataset_cell.locator(".jp-InputPrompt")
-    page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)", arg=prompt.element_handle(), timeout=300_000)
+    page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)",
+                           arg=prompt.element_handle(), timeout=300_000)
     output = dataset_cell.locator(".jp-OutputArea-output").first
     output.wait_for(timeout=60_000)
-    assert "Dataset('digits': 1,347 train / 450 test, 64 features, 10 classes" in output.inner_text()
-    assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count()
+    expected = "Dataset('digits': 1,347 train / 450 test, 64 features, 10 classes"
+    assert expected in output.inner_text()
+    stderr = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+    assert not page.locator(stderr).count()
     page.close()

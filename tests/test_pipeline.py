@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from modelopt_nb.pipeline import report
+from modelopt_nb.cli import USAGE
+from modelopt_nb.pipeline import ACCURACY, RIVALS, markdown_table, report
 
 NUMBERS = ["accuracy", "log loss", "weights", "nonzero", "tree nodes", "bytes"]
 KEYS = {"accuracy": "accuracy", "log loss": "log_loss", "weights": "weights", "nonzero": "nonzero",
@@ -90,12 +91,16 @@ def test_two_seeds_on_another_data_set_give_verdicts_and_repeat_exactly(tmp_path
     runs = [run(*args, f"r{i}", cwd=tmp_path) for i in (0, 1)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     saved = [json.loads((tmp_path / f"r{i}" / "results.json").read_text())["rows"] for i in (0, 1)]
-    fields = ["accuracy", "accuracy_sd", "delta", "low", "high", "verdict", "log_loss", "weights"]
+    fields = ["accuracy", "accuracy_sd", "delta", "low", "high", "verdict", "delta_rival",
+              "verdict_rival", "log_loss", "weights"]
     assert [[r[f] for f in fields] for r in saved[0]] == [[r[f] for f in fields] for r in saved[1]]
     verdicts = {r["method"]: r["verdict"] for r in saved[0]}
     assert verdicts["dense"] == "baseline"
     assert set(verdicts.values()) <= {"baseline", "better", "worse", "no resolved difference"}
     assert all(r["accuracy_sd"] is not None for r in saved[0])
+    rivals = {r["method"]: (r["rival"], r["verdict_rival"]) for r in saved[0] if r["rival"]}
+    assert {m: rival for m, (rival, _) in rivals.items()} == RIVALS
+    assert {v for _, v in rivals.values()} <= {"better", "worse", "no resolved difference"}
 
 
 def test_report_returns_rows_and_prints_nothing(capsys):
@@ -103,10 +108,21 @@ def test_report_returns_rows_and_prints_nothing(capsys):
     assert len(rows) == 8 and capsys.readouterr().out == ""
 
 
+def test_markdown_table_shows_chosen_columns_and_refuses_unknown_ones():
+    rows = report("wine")
+    header = markdown_table(rows, ACCURACY).splitlines()[0]
+    assert header.startswith("| method | accuracy | sd | Δ vs dense |") and "bytes" not in header
+    assert len(markdown_table(rows).splitlines()) == 2 + len(rows)
+    with pytest.raises(ValueError, match="unknown columns \\['speed'\\]"):
+        markdown_table(rows, ["method", "speed"])
+
+
 def test_help_answers_at_once(tmp_path):
     start = time.perf_counter()
     helped = run("--help", cwd=tmp_path)
     assert helped.returncode == 0 and "--dataset" in helped.stdout
+    usage = " ".join(helped.stdout.split("\n\n")[0].split())  # argparse wraps to the terminal
+    assert usage == USAGE  # errors print the same usage line as --help
     assert time.perf_counter() - start < 2
 
 
