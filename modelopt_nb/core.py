@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['THREADS', 'DATASETS', 'FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES', 'PROGRESS_AFTER', 'default_device', 'is_torch',
            'model_device', 'fixed_threads', 'check_X', 'check_X_y', 'check_positive_int', 'Dataset', 'load_dataset',
-           'seeded', 'mlp', 'cnn', 'progress_wanted', 'fit', 'check_estimator_can', 'predict_proba', 'predict',
-           'named_estimators', 'MembersMixin', 'TorchClassifier', 'markdown_tables']
+           'seeded', 'mlp', 'cnn', 'progress_wanted', 'fit', 'check_estimator_can', 'check_sample_weight',
+           'predict_proba', 'predict', 'named_estimators', 'MembersMixin', 'TorchClassifier', 'markdown_tables']
 
 # %% ../nbs/00_core.ipynb #edad767b
 import copy
@@ -29,7 +29,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.std import tqdm
 
@@ -404,6 +404,23 @@ def check_estimator_can(model, # a scikit-learn style estimator
         raise TypeError(f"`model` ({type(model).__name__}) has no `{method}`: pass a torch "
                         f"module that returns logits or a fitted classifier with `{method}`")
     check_is_fitted(model)
+
+# %% ../nbs/00_core.ipynb #ba01889a
+def check_sample_weight(sample_weight, # one weight per row, or None
+                        n_rows: int, # rows of X
+                        members: list, # `(name, estimator)` pairs whose `fit` will receive it
+                       ) -> np.ndarray | None: # the weights as float64, or None
+    "`sample_weight` checked against `X` and against every member's `fit` before any work."
+    if sample_weight is None: return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n_rows,) or not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"`sample_weight` must hold one finite, non-negative number per row of "
+                         f"X ({n_rows}), got shape {w.shape}")
+    for name, member in members:
+        if not has_fit_parameter(member, "sample_weight"):
+            raise TypeError(f"member {name!r} ({type(member).__name__}) cannot take "
+                            f"`sample_weight`: its `fit` has no such parameter")
+    return w
 
 # %% ../nbs/00_core.ipynb #07a2d49e
 def predict_proba(model, # a torch module returning logits, or a fitted scikit-learn classifier

@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import core
@@ -101,23 +101,6 @@ def _checked_members(estimators, voting: str, weights, *, fitted: bool) -> list[
     for name, member in active: _check_member(name, member, voting, fitted)
     _check_weights(weights, len(members))
     return members
-
-# %% ../nbs/04_ensembles.ipynb #000a3840
-def _check_sample_weight(sample_weight, # one weight per row, or None
-                         n_rows: int, # rows of X
-                         members: list, # `(name, estimator)` pairs that will be fitted
-                        ) -> np.ndarray | None: # the weights as float64
-    "`sample_weight` checked against `X` and against every member's `fit` before any work."
-    if sample_weight is None: return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.shape != (n_rows,) or not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"`sample_weight` must hold one finite, non-negative number per row of "
-                         f"X ({n_rows}), got shape {w.shape}")
-    for name, member in members:
-        if not has_fit_parameter(member, "sample_weight"):
-            raise TypeError(f"member {name!r} ({type(member).__name__}) cannot take "
-                            f"`sample_weight`: its `fit` has no such parameter")
-    return w
 
 # %% ../nbs/04_ensembles.ipynb #43a3845c
 def _fit_member(estimator, # an unfitted clone
@@ -270,7 +253,7 @@ def fit(self: VotingEnsemble,
     _, y = validate_data(self, X, y, accept_sparse=True)
     check_classification_targets(y)
     classes, y_index = np.unique(y, return_inverse=True)
-    sample_weight = _check_sample_weight(sample_weight, len(y), active)
+    sample_weight = core.check_sample_weight(sample_weight, len(y), active)
     jobs = [delayed(_fit_member)(clone(m), X, y_index, sample_weight, self.threads)
             for _, m in active]
     names = [name for name, _ in active]

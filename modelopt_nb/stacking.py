@@ -21,8 +21,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils import Bunch, _safe_indexing, check_array, get_tags, indexable
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import (check_is_fitted, column_or_1d, has_fit_parameter,
-                                      validate_data)
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import core
 
@@ -55,6 +54,8 @@ def plot_trust(stack, # a fitted stack (`StackingEnsemble` or `StackingClassifie
               f"they disagree: stack follows {names[1]}"]
     ax.legend(handles=[Patch(color=c, label=t) for c, t in zip(colors, labels)], fontsize=7,
               loc="lower left")
+    ax.set(xlabel="feature 1", ylabel="feature 2",
+           title="whom the stack follows where its members disagree")
     return ax
 
 # %% ../nbs/05_stacking.ipynb #a9a689a9
@@ -128,19 +129,6 @@ def _encode_targets(y) -> tuple:
         raise ValueError(f"`y` must hold one label per row, or a multilabel indicator matrix; "
                          f"got {type_of_target(y)} targets of shape {y.shape}")
     return np.unique(y, return_inverse=True)
-
-def _check_sample_weight(sample_weight, n_rows: int, fitted: list) -> np.ndarray | None:
-    "`sample_weight` checked against `X` and every `(name, estimator)` in `fitted`, before work."
-    if sample_weight is None: return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.shape != (n_rows,) or not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"`sample_weight` must hold one finite, non-negative number per row of "
-                         f"X ({n_rows}), got shape {w.shape}")
-    for name, estimator in fitted:
-        if not has_fit_parameter(estimator, "sample_weight"):
-            raise TypeError(f"{name!r} ({type(estimator).__name__}) cannot take `sample_weight`: "
-                            f"its `fit` has no such parameter")
-    return w
 
 # %% ../nbs/05_stacking.ipynb #457e22f2
 def _folds(cv, X, y) -> list:
@@ -251,7 +239,7 @@ def out_of_fold(estimators, # `(name, estimator)` pairs or bare estimators
     X, y = _check_X_y(X, y)
     classes, codes = _encode_targets(y)
     methods = [stack_method_for(name, m, stack_method) for name, m in members]
-    sample_weight = _check_sample_weight(sample_weight, len(codes), members)
+    sample_weight = core.check_sample_weight(sample_weight, len(codes), members)
     _, predictions = _fit_members(members, methods, X, codes, _folds(cv, X, codes), sample_weight,
                                   threads=threads, n_jobs=n_jobs, verbose=0, owner="out_of_fold",
                                   refit=False)
@@ -373,8 +361,8 @@ def fit(self: StackingEnsemble,
     X_checked, y = validate_data(self, X, y, accept_sparse=True, multi_output=True)
     X = indexable(X)[0]  # the members get X as it came (a sparse matrix in a row-indexable format)
     self.classes_, codes = _encode_targets(y)
-    sample_weight = _check_sample_weight(sample_weight, len(codes),
-                                         active + [("final_estimator", final)])
+    sample_weight = core.check_sample_weight(sample_weight, len(codes),
+                                             active + [("final_estimator", final)])
     self.stack_method_ = [stack_method_for(name, m, self.stack_method) for name, m in active]
     fitted, oof = _fit_members(active, self.stack_method_, X, codes, _folds(self.cv, X, codes),
                                sample_weight, threads=self.threads, n_jobs=self.n_jobs,

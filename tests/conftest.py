@@ -23,6 +23,16 @@ OFFLINE_ARGS = [
     "--no-pings",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
 ]
+# scikit-learn estimator checks that VotingEnsemble and StackingEnsemble are expected to fail, and
+# why: shared by tests/test_ensembles.py and tests/test_stacking.py.
+SET_PARAMS = ("core.MembersMixin.set_params validates `estimators` at once (scikit-learn leaves "
+              "that to fit); reported for core")
+SAMPLE_WEIGHT_CHECKS = ["check_sample_weights_pandas_series", "check_sample_weights_not_an_array",
+                        "check_sample_weights_list", "check_all_zero_sample_weights_error",
+                        "check_sample_weights_shape", "check_sample_weights_not_overwritten",
+                        "check_sample_weight_equivalence_on_dense_data",
+                        "check_sample_weight_equivalence_on_sparse_data",
+                        "check_classifiers_one_label_sample_weights"]
 SITE_REPORT = pytest.StashKey[dict]()  # test_docs.py: {"rows": [...], "screenshots": Path}
 
 

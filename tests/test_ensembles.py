@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLE_WEIGHT_CHECKS, SET_PARAMS
 from joblib import parallel_config
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -43,15 +44,7 @@ from modelopt_nb.ensembles import (
     train_ensemble,
 )
 
-SET_PARAMS = ("core.MembersMixin.set_params validates `estimators` at once (scikit-learn leaves "
-              "that to fit); reported for core")
 NO_SAMPLE_WEIGHT = "a member's fit takes no sample_weight: the ensemble says so before any work"
-SAMPLE_WEIGHT_CHECKS = ["check_sample_weights_pandas_series", "check_sample_weights_not_an_array",
-                        "check_sample_weights_list", "check_all_zero_sample_weights_error",
-                        "check_sample_weights_shape", "check_sample_weights_not_overwritten",
-                        "check_sample_weight_equivalence_on_dense_data",
-                        "check_sample_weight_equivalence_on_sparse_data",
-                        "check_classifiers_one_label_sample_weights"]
 
 
 def expected_failures(estimator) -> dict:
