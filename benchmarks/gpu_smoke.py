@@ -104,6 +104,24 @@ def pruning_path(device, data, net):
     semi_structured_timing(device)
 
 
+def graph_pruning_path(device, data):
+    "A residual network pruned by tied channel groups on the device, checked against its reference."
+    from modelopt_nb.core import fit, model_device
+    from modelopt_nb.graph_pruning import check_equivalence, plan_removal, resnet
+
+    net = resnet((8, 8), 10, widths=(8, 16), seed=0)
+    fit(net, data.X_train, data.y_train, epochs=1, device=device)
+    removal = plan_removal(net, 0.5)
+    small = removal.apply()
+    gap = check_equivalence(removal, small, torch.from_numpy(data.X_test[:256]).to(device))
+    check(
+        "graph_pruning: a ResNet pruned by groups on the device equals its zeroed reference",
+        model_device(small).type == device.type,
+        f"largest |difference| {gap:.2g}",
+    )
+    fit(small, data.X_train, data.y_train, epochs=1, device=device)
+
+
 def _median_ms(run, device, repeats: int = 25) -> float:
     "Median milliseconds of `run()` on `device`, after warm-up, synchronised on CUDA."
     for _ in range(5):
@@ -289,6 +307,7 @@ def main() -> int:
         net = core_path(device, data)
         measure_path(device, data, net)
         pruning_path(device, data, net)
+        graph_pruning_path(device, data)
         distillation_path(device, data, net)
         ensembles_path(device, data)
     except AssertionError as failed:

@@ -496,8 +496,8 @@ def structured_groups(model: nn.Sequential, # Linear/Conv layers with unit-wise 
                      ) -> list[UnitGroup]: # one group per hidden Linear/Conv layer, in order
     "The unit groups of a Sequential network: each hidden layer, its BatchNorms, the next layer."
     if not isinstance(model, nn.Sequential):
-        raise TypeError(f"`model` must be an nn.Sequential for prune_structured, got "
-                        f"{type(model).__name__} (branching networks need a graph: Torch-Pruning)")
+        raise TypeError(f"`model` must be an nn.Sequential, got {type(model).__name__} (for "
+                        f"branching networks: graph_pruning.dependency_groups)")
     prunable_layers(model)
     positions = [i for i, m in enumerate(model) if isinstance(m, (nn.Linear, *CONVS))]
     _check_unitwise(model, positions)
@@ -621,14 +621,23 @@ def _unit_amounts(amount, groups: list) -> dict:
                          f"layers: {hidden}")
     return {name: _check_amount(amount.get(name, 0.0), f"amount[{name!r}]") for name in hidden}
 
-def prune_structured(model: nn.Sequential, # Linear/Conv network (`core.mlp`, `core.cnn`); unchanged
+def _plain_stack(model: nn.Module) -> bool:
+    "Whether `model` is an `nn.Sequential` of leaf layers: a stack without branches."
+    return isinstance(model, nn.Sequential) and not any(list(m.children()) for m in model)
+
+def prune_structured(model: nn.Module, # a stack (`core.mlp`, `core.cnn`) or a graph (a ResNet)
                      amount: float | dict, # fraction of units of each hidden layer, or a dict
                      *, importance: str = "l1", # "l1", "taylor" (needs X, y) or "random"
                      X=None, # for "taylor": training rows to take gradients on
                      y=None, # for "taylor": their labels
                      seed: int = 0, # seeds "random"
-                    ) -> nn.Sequential: # a physically smaller copy, same input and output shapes
+                     ignored_layers=(), # layers whose weights stay whole (graph pruning)
+                    ) -> nn.Module: # a physically smaller copy, same input and output shapes
     "A smaller copy of `model` without the least important units/channels of its hidden layers."
+    if ignored_layers or not _plain_stack(model):  # branches: `graph_pruning.prune_groups`
+        from modelopt_nb.graph_pruning import prune_groups
+        return prune_groups(model, amount, importance=importance, X=X, y=y, seed=seed,
+                            ignored_layers=ignored_layers)
     groups = structured_groups(model)
     amounts = _unit_amounts(amount, groups)
     if importance not in IMPORTANCES:

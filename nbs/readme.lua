@@ -17,7 +17,7 @@ local site = site_url()
 local function page(target)
   local name, anchor = target:match("^([%w_%-]+)%.ipynb(#?.*)$")
   if not name or not site then return nil end
-  return site .. "/" .. name:gsub("^%d+_", "") .. ".html" .. anchor
+  return site .. "/" .. name:gsub("^%d+%w-_", "") .. ".html" .. anchor  -- 02a_x: x.html
 end
 
 return {{

@@ -479,6 +479,8 @@ def test_nothing_to_prune_and_unsupported_layers():
         grouped = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2))
         prune_structured(grouped, 0.5)
     with pytest.raises(TypeError, match="must be an nn.Sequential"):
+        structured_groups(nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="no prunable channel group"):  # not a stack: graph pruning
         prune_structured(nn.Linear(4, 2), 0.5)
     with pytest.raises(TypeError, match="must be a torch nn.Module"):
         prune_unstructured(LogisticRegression(), 0.5)
