@@ -6,7 +6,8 @@
 __all__ = ['THREADS', 'DATASETS', 'FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES', 'PROGRESS_AFTER', 'default_device', 'is_torch',
            'model_device', 'fixed_threads', 'check_X', 'check_X_y', 'check_positive_int', 'Dataset', 'load_dataset',
            'seeded', 'mlp', 'cnn', 'progress_wanted', 'fit', 'check_estimator_can', 'check_sample_weight',
-           'predict_proba', 'predict', 'named_estimators', 'MembersMixin', 'TorchClassifier', 'markdown_tables']
+           'predict_proba', 'predict', 'named_estimators', 'MembersMixin', 'is_drop', 'fit_timed', 'run_jobs',
+           'TorchClassifier', 'markdown_tables']
 
 # %% ../nbs/00_core.ipynb #edad767b
 import copy
@@ -23,12 +24,15 @@ from typing import Callable
 # %% ../nbs/00_core.ipynb #93fd1866
 import numpy as np
 import torch
+from fastcore.basics import patch
+from joblib import Parallel
 from torch import nn
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.std import tqdm
@@ -508,6 +512,57 @@ class MembersMixin:
         replaced = {name: params.pop(name) for name, _ in members if name in params}
         if replaced: self.estimators = [(n, replaced.get(n, member)) for n, member in members]
         return super().set_params(**params)
+
+# %% ../nbs/00_core.ipynb #c0de0002
+def is_drop(member) -> bool:
+    "Whether `member` is the string 'drop', scikit-learn's way to switch a member off."
+    return isinstance(member, str) and member == "drop"
+
+def _all_take_sparse(estimators) -> bool:
+    "Whether every member not dropped takes sparse `X` (its tag); cheap: tags are read often."
+    if not isinstance(estimators, (list, tuple)): return False
+    active = 0
+    for item in estimators:
+        member = item[1] if isinstance(item, (list, tuple)) and len(item) == 2 else item
+        if is_drop(member): continue
+        if not isinstance(member, BaseEstimator) or not get_tags(member).input_tags.sparse:
+            return False  # torch modules, non-estimators and dense-only members
+        active += 1
+    return active > 0
+
+@patch
+def __sklearn_tags__(self: MembersMixin):
+    "Tags of a class with members: sparse `X` if every member takes it; outputs in their own dtype."
+    tags = super(MembersMixin, self).__sklearn_tags__()
+    if tags.transformer_tags is not None: tags.transformer_tags.preserves_dtype = []
+    tags.input_tags.sparse = _all_take_sparse(self.estimators)
+    return tags
+
+# %% ../nbs/00_core.ipynb #c0de0005
+def fit_timed(estimator, # an unfitted member (a clone)
+              X, # its training features, as the caller received them
+              y, # its labels
+              sample_weight=None, # per-row weights, or None
+              threads: int | None = THREADS, # torch/BLAS threads while fitting; None: as they are
+             ) -> tuple: # (the fitted estimator, seconds taken)
+    "Fit one member with its threads fixed (inside a joblib worker when jobs run in parallel)."
+    start = time.perf_counter()
+    kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+    with fixed_threads(threads): estimator.fit(X, y, **kwargs)
+    return estimator, time.perf_counter() - start
+
+def run_jobs(jobs: list, # `joblib.delayed` calls, each returning `(result, seconds)`
+             names: list, # one name per job, for the progress lines
+             *, n_jobs: int | None = None, # joblib workers; None: 1 or joblib's context
+             verbose: bool = False, # print `[owner] (i of n) name: seconds` as each job finishes
+             owner: str = "", # who runs them, at the start of each line
+            ) -> list: # the jobs' results, in the order of `jobs`
+    "Run `(result, seconds)` jobs through joblib, in order; with `verbose`, a line per job."
+    results = []
+    for i, (result, seconds) in enumerate(Parallel(n_jobs=n_jobs, return_as="generator")(jobs)):
+        if verbose: print(f"[{owner}] ({i + 1} of {len(jobs)}) {names[i]}: {seconds:.1f} s")
+        results.append(result)
+    return results
 
 # %% ../nbs/00_core.ipynb #299df7a9
 def _default_module(n_features: int, n_classes: int) -> nn.Sequential:

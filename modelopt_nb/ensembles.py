@@ -11,7 +11,6 @@ __all__ = ['majority_vote', 'soft_vote', 'VotingEnsemble', 'negative_log_likelih
 # %% ../nbs/04_ensembles.ipynb #51ff74b7
 import copy
 import math
-import time
 from numbers import Real
 from typing import Callable
 
@@ -24,7 +23,7 @@ from joblib import Parallel, delayed
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.utils import Bunch, get_tags
+from sklearn.utils import Bunch
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -77,8 +76,6 @@ def soft_vote(probas, # `(n_members, n_samples, n_classes)` class probabilities
     return np.average(probas, axis=0, weights=_check_weights(weights, len(probas)))
 
 # %% ../nbs/04_ensembles.ipynb #868bd160
-def _is_drop(member) -> bool: return isinstance(member, str) and member == "drop"
-
 def _check_member(name: str, member, voting: str, fitted: bool) -> None:
     "A `TypeError` naming a member that cannot take part in `fit` (or `from_fitted`) and `voting`."
     if core.is_torch(member) and not fitted:
@@ -96,33 +93,11 @@ def _checked_members(estimators, voting: str, weights, *, fitted: bool) -> list[
     if voting not in ("hard", "soft"):
         raise ValueError(f"`voting` must be 'hard' or 'soft', got {voting!r}")
     members = core.named_estimators(estimators)
-    active = [(name, m) for name, m in members if not _is_drop(m)]
+    active = [(name, m) for name, m in members if not core.is_drop(m)]
     if not active: raise ValueError("every member is 'drop': at least one must be an estimator")
     for name, member in active: _check_member(name, member, voting, fitted)
     _check_weights(weights, len(members))
     return members
-
-# %% ../nbs/04_ensembles.ipynb #43a3845c
-def _fit_member(estimator, # an unfitted clone
-                X, # training features, as the caller received them
-                y, # class indices `0..n_classes-1`
-                sample_weight, # per-row weights or None
-                threads: int | None, # torch/BLAS threads while fitting; None: as they are
-               ) -> tuple: # (the fitted estimator, seconds taken)
-    "Fit one member with its threads fixed (inside a joblib worker when `n_jobs` > 1)."
-    start = time.perf_counter()
-    kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
-    with core.fixed_threads(threads): estimator.fit(X, y, **kwargs)
-    return estimator, time.perf_counter() - start
-
-def _run_fits(jobs: list, names: list, n_jobs, verbose: bool, owner: str) -> list:
-    "Run `_fit_member` jobs through joblib, in order; with `verbose`, a line per finished job."
-    fitted = []
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-    for i, (estimator, seconds) in enumerate(results):
-        if verbose: print(f"[{owner}] ({i + 1} of {len(jobs)}) {names[i]}: {seconds:.1f} s")
-        fitted.append(estimator)
-    return fitted
 
 # %% ../nbs/04_ensembles.ipynb #11e2e332
 def _n_outputs(module: nn.Module) -> int | None:
@@ -151,18 +126,6 @@ def _common_classes(members: list, classes=None) -> np.ndarray:
     return reference
 
 # %% ../nbs/04_ensembles.ipynb #97730a77
-def _all_sparse(estimators) -> bool:
-    "Whether every member takes sparse `X` (its scikit-learn tag); cheap: tags are read often."
-    if not isinstance(estimators, (list, tuple)): return False
-    active = 0
-    for item in estimators:
-        member = item[1] if isinstance(item, (list, tuple)) and len(item) == 2 else item
-        if _is_drop(member): continue
-        if not isinstance(member, BaseEstimator) or not get_tags(member).input_tags.sparse:
-            return False  # torch modules, non-estimators and dense-only members
-        active += 1
-    return active > 0
-
 def _soft_voting(ensemble) -> bool:
     "For `available_if`: `predict_proba` exists only for soft voting, as in scikit-learn."
     if ensemble.voting != "soft":
@@ -211,12 +174,6 @@ class VotingEnsemble(core.MembersMixin, ClassifierMixin, TransformerMixin, BaseE
 
     def __sklearn_is_fitted__(self) -> bool: return hasattr(self, "estimators_")
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = []  # it outputs probabilities or labels
-        tags.input_tags.sparse = _all_sparse(self.estimators)
-        return tags
-
     @available_if(_soft_voting)
     def predict_proba(self, X) -> np.ndarray:
         "The (weighted) mean of the members' probabilities, columns in the order of `classes_`."
@@ -235,9 +192,9 @@ class VotingEnsemble(core.MembersMixin, ClassifierMixin, TransformerMixin, BaseE
 def _setup(self: VotingEnsemble, members: list, fitted: list, classes) -> VotingEnsemble:
     "Store the fitted members (`estimators_`, `named_estimators_` with 'drop' kept) and classes."
     fitted = iter(fitted)
-    named = {name: m if _is_drop(m) else next(fitted) for name, m in members}
+    named = {name: m if core.is_drop(m) else next(fitted) for name, m in members}
     self.named_estimators_ = Bunch(**named)
-    self.estimators_ = [m for m in named.values() if not _is_drop(m)]
+    self.estimators_ = [m for m in named.values() if not core.is_drop(m)]
     self.classes_ = np.asarray(classes)
     return self
 
@@ -249,15 +206,16 @@ def fit(self: VotingEnsemble,
        ) -> VotingEnsemble: # the ensemble, its members fitted
     "Clone every member and fit the clones on `X, y` in parallel (`n_jobs`)."
     members = _checked_members(self.estimators, self.voting, self.weights, fitted=False)
-    active = [(name, m) for name, m in members if not _is_drop(m)]
+    active = [(name, m) for name, m in members if not core.is_drop(m)]
     _, y = validate_data(self, X, y, accept_sparse=True)
     check_classification_targets(y)
     classes, y_index = np.unique(y, return_inverse=True)
     sample_weight = core.check_sample_weight(sample_weight, len(y), active)
-    jobs = [delayed(_fit_member)(clone(m), X, y_index, sample_weight, self.threads)
+    jobs = [delayed(core.fit_timed)(clone(m), X, y_index, sample_weight, self.threads)
             for _, m in active]
     names = [name for name, _ in active]
-    fitted = _run_fits(jobs, names, self.n_jobs, self.verbose, type(self).__name__)
+    fitted = core.run_jobs(jobs, names, n_jobs=self.n_jobs, verbose=self.verbose,
+                           owner=type(self).__name__)
     return self._setup(members, fitted, classes)
 
 # %% ../nbs/04_ensembles.ipynb #ceb8d2d5
@@ -266,7 +224,7 @@ def _member_weights(self: VotingEnsemble) -> list | None:
     "The weights of the members that are not 'drop' (None for equal weights)."
     if self.weights is None: return None
     members = self.named_estimators_.values()
-    return [w for w, m in zip(self.weights, members) if not _is_drop(m)]
+    return [w for w, m in zip(self.weights, members) if not core.is_drop(m)]
 
 @patch
 def _probas(self: VotingEnsemble, X) -> list:
@@ -310,7 +268,7 @@ def get_feature_names_out(self: VotingEnsemble,
         raise ValueError("get_feature_names_out needs flatten_transform=True for soft voting")
     _check_input_features(self, input_features)
     prefix, names = type(self).__name__.lower(), list(self.named_estimators_)
-    names = [n for n in names if not _is_drop(self.named_estimators_[n])]
+    names = [n for n in names if not core.is_drop(self.named_estimators_[n])]
     if self.voting == "hard": return np.asarray([f"{prefix}_{n}" for n in names], dtype=object)
     classes = range(len(self.classes_))
     return np.asarray([f"{prefix}_{n}{i}" for n in names for i in classes], dtype=object)
@@ -326,7 +284,7 @@ def from_fitted(cls: VotingEnsemble,
     "Wrap already-trained models in a fitted `VotingEnsemble`, without refitting them."
     ensemble = cls(list(models), voting=voting, weights=weights)
     members = _checked_members(ensemble.estimators, voting, weights, fitted=True)
-    active = [(name, m) for name, m in members if not _is_drop(m)]
+    active = [(name, m) for name, m in members if not core.is_drop(m)]
     for _, m in active:
         if not core.is_torch(m): core.check_estimator_can(m, "predict")
     return ensemble._setup(members, [m for _, m in active], _common_classes(active, classes))

@@ -514,9 +514,9 @@ def doomed(self: Removal) -> set:
     return {g.units[i] for g, idx in zip(self.groups, self.removed) for i in idx}
 
 @patch
-def kept(self: Removal, channels: list) -> torch.Tensor:
-    "Positions in `channels` whose set is not removed."
-    doomed, find = self.doomed(), self.analysis.ties.find
+def kept(self: Removal, channels: list, doomed: set | None = None) -> torch.Tensor:
+    "Positions in `channels` whose set is not removed (`doomed`: `self.doomed()` if not given)."
+    doomed, find = self.doomed() if doomed is None else doomed, self.analysis.ties.find
     return torch.tensor([i for i, c in enumerate(channels) if find(c) not in doomed])
 
 # %% ../nbs/02a_graph_pruning.ipynb #a3955702
@@ -532,15 +532,15 @@ def _keep_carried_(layer: nn.Module, keep: torch.Tensor) -> None:
 @patch
 def apply(self: Removal) -> nn.Module:
     "A physically smaller copy of the model: the removed channels gone from every layer."
-    model, a = make_permanent(self.model), self.analysis
+    model, a, doomed = make_permanent(self.model), self.analysis, self.doomed()
     for name, channels in a.produced.items():
-        keep = self.kept(channels)
+        keep = self.kept(channels, doomed)
         if len(keep) < len(channels): keep_outputs_(model.get_submodule(name), keep)
     for name, channels in a.carried.items():
-        keep = self.kept(channels)
+        keep = self.kept(channels, doomed)
         if len(keep) < len(channels): _keep_carried_(model.get_submodule(name), keep)
     for name, (channels, _) in a.read.items():
-        keep = self.kept(channels)
+        keep = self.kept(channels, doomed)
         if len(keep) < len(channels): keep_inputs_(model.get_submodule(name), keep, len(channels))
     return model
 

@@ -13,12 +13,12 @@ from typing import Callable
 # %% ../nbs/05_stacking.ipynb #06fd2815
 import numpy as np
 from fastcore.basics import patch
-from joblib import Parallel, delayed
+from joblib import delayed
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import check_cv
-from sklearn.utils import Bunch, _safe_indexing, check_array, get_tags, indexable
+from sklearn.utils import Bunch, _safe_indexing, check_array, indexable
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -94,12 +94,10 @@ def stack_columns(predictions: list, # one per member: `(n,)`, `(n, k)` or a lis
     return np.hstack(columns)
 
 # %% ../nbs/05_stacking.ipynb #07474af3
-def _is_drop(member) -> bool: return isinstance(member, str) and member == "drop"
-
 def _checked_members(estimators) -> list[tuple]:
     "`(name, member)` pairs ('drop' included); a `TypeError` names anything not an estimator."
     members = core.named_estimators(estimators)
-    active = [(name, m) for name, m in members if not _is_drop(m)]
+    active = [(name, m) for name, m in members if not core.is_drop(m)]
     if not active: raise ValueError("every member is 'drop': at least one must be an estimator")
     for name, member in active:
         if not (hasattr(member, "fit") and hasattr(member, "get_params")):
@@ -153,18 +151,11 @@ def _in_all_columns(prediction, classes, n_classes: int, method: str):
     return full
 
 # %% ../nbs/05_stacking.ipynb #6c69054b
-def _fit_job(estimator, X, y, rows, sample_weight, threads: int | None) -> tuple:
-    "Fit `estimator` on `rows` of X (all if None) with threads fixed; (estimator, seconds)."
-    start = time.perf_counter()
-    if rows is not None: X, y = _safe_indexing(X, rows), y[rows]
-    if sample_weight is not None and rows is not None: sample_weight = sample_weight[rows]
-    kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
-    with core.fixed_threads(threads): estimator.fit(X, y, **kwargs)
-    return estimator, time.perf_counter() - start
-
 def _fold_job(estimator, X, y, train, test, method: str, sample_weight, threads) -> tuple:
     "Fit on the `train` rows, predict the `test` rows with `method`; (predictions, seconds)."
-    estimator, seconds = _fit_job(estimator, X, y, train, sample_weight, threads)
+    weights = None if sample_weight is None else sample_weight[train]
+    estimator, seconds = core.fit_timed(estimator, _safe_indexing(X, train), y[train], weights,
+                                        threads)
     start = time.perf_counter()
     with core.fixed_threads(threads):
         prediction = getattr(estimator, method)(_safe_indexing(X, test))
@@ -187,14 +178,6 @@ def _assemble(parts: list, folds: list):
     if sparse.issparse(parts[0]): return sparse.vstack(parts, format=parts[0].format)[order]
     return np.concatenate(parts)[order]
 
-def _run(jobs: list, names: list, n_jobs, verbose, owner: str) -> list:
-    "Run `(result, seconds)` jobs through joblib, in order; with `verbose`, a line per job."
-    results = []
-    for i, (result, seconds) in enumerate(Parallel(n_jobs=n_jobs, return_as="generator")(jobs)):
-        if verbose: print(f"[{owner}] ({i + 1} of {len(jobs)}) {names[i]}: {seconds:.1f} s")
-        results.append(result)
-    return results
-
 # %% ../nbs/05_stacking.ipynb #97c128e1
 def _fit_members(members: list, methods: list, X, y, folds: list, sample_weight, *, threads,
                  n_jobs, verbose, owner: str, refit: bool = True) -> tuple[list, list]:
@@ -202,14 +185,14 @@ def _fit_members(members: list, methods: list, X, y, folds: list, sample_weight,
     jobs, names = [], []
     if refit:
         for name, est in members:
-            jobs.append(delayed(_fit_job)(clone(est), X, y, None, sample_weight, threads))
+            jobs.append(delayed(core.fit_timed)(clone(est), X, y, sample_weight, threads))
             names.append(name)
     for (name, est), method in zip(members, methods):
         for k, (train, test) in enumerate(folds):
             jobs.append(delayed(_fold_job)(clone(est), X, y, train, test, method, sample_weight,
                                            threads))
             names.append(f"{name}, fold {k + 1} of {len(folds)}")
-    results = _run(jobs, names, n_jobs, verbose, owner)
+    results = core.run_jobs(jobs, names, n_jobs=n_jobs, verbose=verbose, owner=owner)
     fitted, parts = results[:len(members) * refit], results[len(members) * refit:]
     K = len(folds)
     return fitted, [_assemble(parts[i * K:(i + 1) * K], folds) for i in range(len(members))]
@@ -235,7 +218,7 @@ def out_of_fold(estimators, # `(name, estimator)` pairs or bare estimators
                 sample_weight=None, # a weight per row, for every fold's fit
                ) -> np.ndarray: # `(n, n_meta_features)`, members in order
     "The meta-features a stack learns from: every member's out-of-fold predictions, side by side."
-    members = [(n, m) for n, m in _checked_members(estimators) if not _is_drop(m)]
+    members = [(n, m) for n, m in _checked_members(estimators) if not core.is_drop(m)]
     X, y = _check_X_y(X, y)
     classes, codes = _encode_targets(y)
     methods = [stack_method_for(name, m, stack_method) for name, m in members]
@@ -253,18 +236,6 @@ def _final_has(method: str) -> Callable:
         if final is None: final = _check_final(self.final_estimator)
         return hasattr(final, method)
     return check
-
-def _all_sparse(estimators) -> bool:
-    "Whether every member takes sparse `X` (its scikit-learn tag); cheap: tags are read often."
-    if not isinstance(estimators, (list, tuple)): return False
-    active = 0
-    for item in estimators:
-        member = item[1] if isinstance(item, (list, tuple)) and len(item) == 2 else item
-        if _is_drop(member): continue
-        if not isinstance(member, BaseEstimator) or not get_tags(member).input_tags.sparse:
-            return False  # torch modules, non-estimators and dense-only members
-        active += 1
-    return active > 0
 
 def _present(proba, classes: list, final_classes: list) -> np.ndarray:
     "`(n, n_labels)`: each label's probability of being present (1), from a multilabel meta-model."
@@ -310,12 +281,6 @@ class StackingEnsemble(core.MembersMixin, ClassifierMixin, TransformerMixin, Bas
 
     def __sklearn_is_fitted__(self) -> bool: return hasattr(self, "final_estimator_")
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = []  # it outputs the members' predictions
-        tags.input_tags.sparse = _all_sparse(self.estimators)
-        return tags
-
     def transform(self, X) -> np.ndarray:
         "Meta-features of new rows: the refitted members' predictions (and `X` if `passthrough`)."
         check_is_fitted(self)
@@ -356,7 +321,7 @@ def fit(self: StackingEnsemble,
        ) -> StackingEnsemble: # the fitted stack
     "Members refitted on all rows; the meta-model fitted on their out-of-fold predictions."
     members = _checked_members(self.estimators)
-    active = [(name, m) for name, m in members if not _is_drop(m)]
+    active = [(name, m) for name, m in members if not core.is_drop(m)]
     final = _check_final(self.final_estimator)
     X_checked, y = validate_data(self, X, y, accept_sparse=True, multi_output=True)
     X = indexable(X)[0]  # the members get X as it came (a sparse matrix in a row-indexable format)
@@ -368,13 +333,14 @@ def fit(self: StackingEnsemble,
                                sample_weight, threads=self.threads, n_jobs=self.n_jobs,
                                verbose=self.verbose, owner=type(self).__name__)
     fitted = iter(fitted)
-    self.named_estimators_ = Bunch(**{n: m if _is_drop(m) else next(fitted) for n, m in members})
-    self.estimators_ = [m for m in self.named_estimators_.values() if not _is_drop(m)]
+    named = {n: m if core.is_drop(m) else next(fitted) for n, m in members}
+    self.named_estimators_ = Bunch(**named)
+    self.estimators_ = [m for m in self.named_estimators_.values() if not core.is_drop(m)]
     n_classes = None if isinstance(self.classes_, list) else len(self.classes_)
     self._n_feature_outs = [stack_columns([p], [method], n_classes).shape[1]
                             for p, method in zip(oof, self.stack_method_)]  # for feature names
-    self.final_estimator_ = _fit_job(clone(final), self._stack(X_checked, oof), codes, None,
-                                     sample_weight, self.threads)[0]
+    self.final_estimator_ = core.fit_timed(clone(final), self._stack(X_checked, oof), codes,
+                                           sample_weight, self.threads)[0]
     return self
 
 # %% ../nbs/05_stacking.ipynb #595ae64f
@@ -398,7 +364,7 @@ def get_feature_names_out(self: StackingEnsemble,
     if input_features is not None and seen is not None and list(input_features) != list(seen):
         raise ValueError(f"`input_features` differ from the feature names seen in fit: {seen}")
     prefix, names = type(self).__name__.lower(), []
-    active = [n for n, m in self.named_estimators_.items() if not _is_drop(m)]
+    active = [n for n, m in self.named_estimators_.items() if not core.is_drop(m)]
     for name, width in zip(active, self._n_feature_outs):
         if width == 1: names.append(f"{prefix}_{name}")
         else: names += [f"{prefix}_{name}{i}" for i in range(width)]

@@ -1,10 +1,14 @@
-"""Shared fixtures: the repository's paths and a headless Chromium driven by Playwright, kept
-offline; and the table of the rendered docs site that tests/test_docs.py leaves for the summary."""
+"""Shared fixtures and helpers: the repository's paths; a headless Chromium driven by Playwright,
+kept offline; the table of the rendered docs site that tests/test_docs.py leaves for the summary;
+and what tests/test_ensembles.py and tests/test_stacking.py share (check failures, classifiers)."""
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
@@ -33,6 +37,36 @@ SAMPLE_WEIGHT_CHECKS = ["check_sample_weights_pandas_series", "check_sample_weig
                         "check_sample_weight_equivalence_on_dense_data",
                         "check_sample_weight_equivalence_on_sparse_data",
                         "check_classifiers_one_label_sample_weights"]
+
+
+class SeesX(ClassifierMixin, BaseEstimator):
+    "A classifier that records the type of X it is fitted and asked on (and predicts the prior)."
+    def fit(self, X, y):
+        self.classes_, counts = np.unique(y, return_counts=True)
+        self.prior_, self.fitted_on_ = counts / counts.sum(), type(X)
+        return self
+
+    def predict_proba(self, X):
+        self.asked_on_ = type(X)
+        return np.tile(self.prior_, (X.shape[0], 1))
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class RecordsThreads(ClassifierMixin, BaseEstimator):
+    "A classifier that records torch's thread count while it is fitted (and predicts uniformly)."
+    def fit(self, X, y):
+        self.classes_, self.threads_ = np.unique(y), torch.get_num_threads()
+        return self
+
+    def predict_proba(self, X):
+        return np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+
+    def predict(self, X):
+        return self.classes_[np.zeros(len(X), dtype=int)]
+
+
 SITE_REPORT = pytest.StashKey[dict]()  # test_docs.py: {"rows": [...], "screenshots": Path}
 
 

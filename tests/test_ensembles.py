@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE_WEIGHT_CHECKS, SET_PARAMS
+from conftest import SAMPLE_WEIGHT_CHECKS, SET_PARAMS, RecordsThreads, SeesX
 from joblib import parallel_config
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -154,21 +154,6 @@ def test_list_pairs_and_bare_estimators_are_named_like_sklearn(digits):
     assert "gaussiannb-2__var_smoothing" in ensemble.get_params()
 
 
-class SeesX(ClassifierMixin, BaseEstimator):
-    "A classifier that records the type of X it is fitted and asked on (and predicts the prior)."
-    def fit(self, X, y):
-        self.classes_, counts = np.unique(y, return_counts=True)
-        self.prior_, self.fitted_on_ = counts / counts.sum(), type(X)
-        return self
-
-    def predict_proba(self, X):
-        self.asked_on_ = type(X)
-        return np.tile(self.prior_, (X.shape[0], 1))
-
-    def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 def test_sparse_X_reaches_members_unchanged_with_sklearn_predictions(digits, fmt):
     X, X_new = (sparse.csr_matrix(a).asformat(fmt) for a in (digits.X_train, digits.X_test))
@@ -204,19 +189,6 @@ def test_results_identical_for_any_n_jobs_with_torch_members(digits):
     for a, b in zip(*(e.estimators_ for e in ensembles)):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(),
                                                      b.state_dict().values()))
-
-
-class RecordsThreads(ClassifierMixin, BaseEstimator):
-    "A classifier that records torch's thread count while it is fitted."
-    def fit(self, X, y):
-        self.classes_, self.threads_ = np.unique(y), torch.get_num_threads()
-        return self
-
-    def predict_proba(self, X):
-        return np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
-
-    def predict(self, X):
-        return self.classes_[np.zeros(len(X), dtype=int)]
 
 
 def test_threads_none_leaves_threads_alone_when_sequential(digits):

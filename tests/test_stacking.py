@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SAMPLE_WEIGHT_CHECKS, SET_PARAMS
+from conftest import SAMPLE_WEIGHT_CHECKS, SET_PARAMS, RecordsThreads, SeesX
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.datasets import make_multilabel_classification
@@ -138,18 +138,6 @@ def test_grid_search_sample_weight_and_drop_equal_sklearn():
     assert fitted[0].named_estimators_["nb"] == "drop"
 
 
-class SeesX(ClassifierMixin, BaseEstimator):
-    "A classifier recording the type of X it gets (and predicting the class prior)."
-    def fit(self, X, y):
-        self.classes_, counts = np.unique(y, return_counts=True)
-        self.prior_, self.fitted_on_ = counts / counts.sum(), type(X)
-        return self
-
-    def predict_proba(self, X):
-        self.asked_on_ = type(X)
-        return np.tile(self.prior_, (X.shape[0], 1))
-
-
 @pytest.mark.parametrize("passthrough", [False, True])
 def test_sparse_X_reaches_members_unchanged_with_sklearn_predictions(passthrough):
     digits = load_dataset("digits")
@@ -220,16 +208,6 @@ def test_results_identical_for_any_n_jobs_with_torch_members():
     fits = [StackingEnsemble(torch_members(), n_jobs=n).fit(wine.X_train, wine.y_train)
             for n in (None, 2)]
     np.testing.assert_array_equal(*(f.predict_proba(wine.X_test) for f in fits))
-
-
-class RecordsThreads(ClassifierMixin, BaseEstimator):
-    "A classifier that records torch's thread count while it is fitted."
-    def fit(self, X, y):
-        self.classes_, self.threads_ = np.unique(y), torch.get_num_threads()
-        return self
-
-    def predict_proba(self, X):
-        return np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
 
 
 def test_threads_none_leaves_threads_alone_when_sequential():
